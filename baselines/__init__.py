@@ -1,0 +1,3 @@
+"""Baseline attacks and label-recovery methods; importing this package registers them."""
+
+from baselines import labels, noise  # noqa: F401

@@ -1,0 +1,104 @@
+"""LLG* (Wainakh et al., PoPETs 2022, "User-Level Label Leakage from Gradients in Federated Learning";
+tklab-tud/LLG): LLG with the impact and per-class offsets estimated from the white-box model on dummy inputs,
+for an attacker without the auxiliary data that LLG+ uses.
+
+Estimation, over `repeats` rounds: a dummy batch of B images in pixel space (all zeros, all ones, or
+U(0, 1) drawn from a CPU generator seeded with `seed`, one B x C x H x W draw per round), normalised like the
+client's data, goes through a fresh copy of the model in the client's BN mode. For every class i the batch
+is labelled all i and s^(i) = row sums of the gradient of the client's loss w.r.t. the last layer's weight:
+    impact  m   = (mean over rounds and classes i of s^(i)_i / B) * (1 + 1/N)
+    offset  o_j = mean over rounds and classes i != j of s^(i)_j
+Prediction: g = row sums of dW; every class with g_n < 0 (judged before the offset) gets one label; g -= o;
+each chosen class g_n -= m; then until B labels, argmin g gets one more and g -= m on it (as LLG).
+
+Labels do not change the forward pass, so a round runs the model once and takes each label's gradient from
+the classifier's output: the same numbers as N full backward passes. The authors pick the dummy kind per
+dataset; "random" is the default here because train-mode BN normalises a constant batch away. Zeros and
+ones are deterministic, so one round gives their estimate whatever `repeats` says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from bench.case import Case
+from bench.errors import BenchError
+from bench.labels import LABELS, greedy_by_impact, row_sums
+
+DummyKind = Literal["zeros", "ones", "random"]
+DUMMY_KINDS: tuple[str, ...] = ("zeros", "ones", "random")
+
+
+@dataclass(frozen=True)
+class LLGStarConfig:
+    """Dummy inputs and rounds; 10 rounds as in the authors' code."""
+
+    dummy: DummyKind = "random"
+    repeats: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.dummy not in DUMMY_KINDS:
+            raise BenchError(f"LLG* dummy inputs must be one of {', '.join(DUMMY_KINDS)}, got {self.dummy!r}")
+        if self.repeats < 1:
+            raise BenchError(f"LLG* needs at least one round, got {self.repeats}")
+
+
+def dummy_pixels(kind: DummyKind, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    if kind == "zeros":
+        return torch.zeros(shape)
+    if kind == "ones":
+        return torch.ones(shape)
+    return torch.rand(shape, generator=generator)
+
+
+def estimate_impact_and_offset(case: Case, config: LLGStarConfig = LLGStarConfig()) -> tuple[float, torch.Tensor]:
+    """LLG*'s impact m (a negative float) and offsets o (length N, float64) from dummy passes of the model."""
+    weight_name, _ = case.classifier
+    device = case.gradients[weight_name].device
+    model = case.build_model(device)
+    model.requires_grad_(False)  # only the classifier's output needs a graph
+    captured: dict[str, torch.Tensor] = {}
+
+    def capture(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+        captured["feature_sums"] = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).double().sum(1)
+        captured["output"] = output.detach().requires_grad_(True)
+        return captured["output"]
+
+    handle = model.get_submodule(weight_name.rpartition(".")[0]).register_forward_hook(capture)
+    batch_size, num_classes = case.batch_size, case.num_classes
+    generator = torch.Generator().manual_seed(config.seed)
+    rounds = config.repeats if config.dummy == "random" else 1
+    impact_total = 0.0
+    offset_total = torch.zeros(num_classes, dtype=torch.float64)
+    try:
+        for _ in range(rounds):
+            pixels = dummy_pixels(config.dummy, (batch_size, *case.image_shape), generator)
+            with torch.enable_grad():
+                logits = model(case.normalization.normalize(pixels).to(device))
+                for label in range(num_classes):
+                    target = torch.full((batch_size,), label, dtype=torch.long, device=device)
+                    (output_grad,) = torch.autograd.grad(case.loss(logits, target), captured["output"], retain_graph=True)
+                    sums = output_grad.reshape(-1, num_classes).double().T @ captured["feature_sums"]
+                    sums = sums.cpu()
+                    impact_total += float(sums[label])
+                    offset_total += sums
+                    offset_total[label] -= sums[label]
+    finally:
+        handle.remove()
+    impact = impact_total / (rounds * num_classes * batch_size) * (1 + 1 / num_classes)
+    return impact, offset_total / (rounds * max(num_classes - 1, 1))
+
+
+@LABELS.register(
+    "llg-star",
+    description="LLG*: LLG with impact and class offsets from dummy passes of the white-box model",
+    needs=("dW", "B", "model"),
+)
+def recover(case: Case, config: LLGStarConfig = LLGStarConfig()) -> torch.Tensor:
+    scores = row_sums(case)
+    impact, offset = estimate_impact_and_offset(case, config)
+    return greedy_by_impact(scores - offset, impact, case.batch_size, present=scores < 0)

@@ -1,0 +1,35 @@
+"""The floor: random images and random labels. Anchors the bottom of every table.
+
+Any attack that does not beat this has learned nothing from the gradient.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from bench.attack import Attack, Progress, Reconstruction, register_attack
+from bench.case import Case
+from bench.threat import Requirements
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """No parameters: uniform images in [0, 1], labels uniform over the model's classes."""
+
+
+@register_attack("noise", description="floor: uniform random images and uniform random labels")
+class Noise(Attack):
+    Config = NoiseConfig
+    requires = Requirements()
+
+    def reconstruct(
+        self, case: Case, budget: int | None = None, seed: int = 0, progress: Progress | None = None
+    ) -> Reconstruction:
+        start = time.perf_counter()
+        generator = torch.Generator().manual_seed(seed)
+        images = torch.rand((case.batch_size, *case.image_shape), generator=generator)
+        labels = torch.randint(case.num_classes, (case.batch_size,), generator=generator)
+        return Reconstruction(images, labels, iterations=0, wall_time=time.perf_counter() - start)

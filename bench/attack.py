@@ -1,0 +1,94 @@
+"""The attack contract: ``reconstruct(case, budget, seed) -> Reconstruction``.
+
+An attack sees a Case, never the Secret. It declares what it requires of the threat model; the runner
+records an incompatible pair as skipped instead of running it.
+
+Example:
+    >>> attack = create_attack("noise")
+    >>> rec = attack.reconstruct(case, budget=1, seed=0)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import torch
+
+from bench.case import Case
+from bench.errors import BenchError
+from bench.registry import Registry
+from bench.threat import Requirements
+
+Progress = Callable[[int, float], None]  # (iteration, current loss); used for progress bars
+
+
+@dataclass
+class Reconstruction:
+    """What an attack returns: images in [0, 1] pixel space (B x C x H x W), labels or None."""
+
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    loss_trace: list[float] = field(default_factory=list)
+    iterations: int = 0
+    wall_time: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.images.dim() != 4:
+            raise ValueError(f"reconstructed images must be B x C x H x W, got shape {tuple(self.images.shape)}")
+        self.images = self.images.detach().float().cpu().clamp(0, 1)
+        if self.labels is not None:
+            self.labels = self.labels.detach().long().cpu()
+
+
+class Attack(ABC):
+    """Base class: a config dataclass (`Config`, defaults = the paper's values) and `reconstruct`.
+
+    `device` is where the attack computes; `collective` says which ranks share the dummy batch
+    (a single process by default; see bench.distributed). The runner sets both.
+    """
+
+    Config: ClassVar[type] = type(None)
+    requires: ClassVar[Requirements] = Requirements()
+    name: str = ""
+
+    def __init__(self, config: Any = None, device: torch.device | str = "cpu", collective: Any = None) -> None:
+        self.config = config if config is not None else self.Config()
+        self.device = torch.device(device)
+        self.collective = collective
+
+    @abstractmethod
+    def reconstruct(
+        self, case: Case, budget: int | None = None, seed: int = 0, progress: Progress | None = None
+    ) -> Reconstruction:
+        """Reconstruct the batch behind `case.gradients`; `budget` caps iterations (None: paper budget)."""
+
+
+ATTACKS: Registry[type[Attack]] = Registry("attack")
+
+
+def register_attack(name: str, description: str, **config_overrides: Any) -> Callable[[type[Attack]], type[Attack]]:
+    """Register an attack class; variants of one class register with different config overrides."""
+
+    def add(cls: type[Attack]) -> type[Attack]:
+        ATTACKS.add(name, cls, description, config=config_overrides)
+        return cls
+
+    return add
+
+
+def create_attack(name: str, device: torch.device | str = "cpu", collective: Any = None, **config: Any) -> Attack:
+    """Instantiate a registered attack; None values are dropped so CLI defaults never override the paper's."""
+    entry = ATTACKS.get(name)
+    cls = entry.obj
+    values = {**entry.info.get("config", {}), **{k: v for k, v in config.items() if v is not None}}
+    known = {f.name for f in dataclasses.fields(cls.Config)} if dataclasses.is_dataclass(cls.Config) else set()
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise BenchError(f"attack {name!r} has no option(s) {', '.join(unknown)}")
+    attack = cls(cls.Config(**values) if known else None, device=device, collective=collective)
+    attack.name = name
+    return attack

@@ -1,0 +1,131 @@
+"""The CLI's subcommands, one function each; argument parsing lives in bench.cli."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tabulate import tabulate
+
+from bench.attack import ATTACKS
+from bench.case import load_case, save_case
+from bench.client import simulate
+from bench.data import DATASETS
+from bench.errors import BenchError
+from bench.labels import LABELS
+from bench.metrics import METRICS, MetricConfig
+from bench.models import MODELS
+from bench.record import Record
+from bench.runner import RunOptions, check_writable, run_cells, validate
+from bench.scenario import Scenario
+from bench.sweep import expand, load_preset, load_sweep_file, override, preset_names
+from bench.threat import ThreatModel
+
+DEFAULT_PRESET = "quick"
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    if args.what == "presets":
+        rows = [(name, load_preset(name).__doc__ and "") for name in preset_names()]
+        print(tabulate([(n,) for n, _ in rows], headers=["preset"]))
+        return 0
+    registry = {"attacks": ATTACKS, "labels": LABELS, "models": MODELS, "datasets": DATASETS, "metrics": METRICS}[args.what]
+    rows = []
+    for entry in registry.entries():
+        row = [entry.name, entry.description]
+        if args.what == "attacks":
+            row.append(entry.obj.requires.short())
+        if args.what == "labels":
+            row.append(", ".join(entry.info.get("needs", ())))
+        rows.append(row)
+    headers = {"attacks": ["attack", "description", "requires"], "labels": ["method", "description", "needs"]}
+    print(tabulate(rows, headers=headers.get(args.what, [args.what[:-1], "description"])))
+    return 0
+
+
+def _sweep_from_args(args: argparse.Namespace):
+    if args.config and args.preset:
+        raise BenchError("give either --config or --preset, not both")
+    sweep = load_sweep_file(args.config) if args.config else load_preset(args.preset or DEFAULT_PRESET)
+    return override(
+        sweep,
+        attacks=args.attacks,
+        models=args.models,
+        datasets=args.datasets,
+        data_path=args.data_path,
+        image_size=args.image_size,
+        batch_sizes=args.batch_sizes,
+        repetitions=args.repetitions,
+        labels_known=args.labels_known,
+        bn_stats=args.bn_stats,
+        seeds=args.seeds,
+        budget=args.budget,
+        label_source=args.label_source,
+        num_classes=args.num_classes,
+        weights=args.weights,
+        train_steps=args.train_steps,
+        bn_mode=args.bn_mode,
+    )
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def summary_rows(records: list[Record]) -> list[list[str]]:
+    rows = []
+    for r in records:
+        s, m = r.config["scenario"], r.metrics
+        threat = ThreatModel.from_dict(s["threat"]).short()
+        rows.append([
+            r.config["attack"], s["model"], s["batch_size"], f"{s['repetition']:g}", threat, s["seed"], r.status,
+            _fmt(m.get("psnr")), _fmt(m.get("ssim"), 3), _fmt(m.get("lpips"), 3), _fmt(m.get("label_acc"), 3),
+            _fmt(r.cost.get("wall_s"), 1) if r.cost else "-",
+        ])
+    return rows
+
+
+SUMMARY_HEADERS = ["attack", "model", "B", "r", "threat", "seed", "status", "PSNR ↑", "SSIM ↑", "LPIPS ↓", "label acc ↑", "time s"]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    sweep = _sweep_from_args(args)
+    attacks = ATTACKS.select(sweep.attacks)
+    cells = expand(sweep, attacks)
+    out_dir = Path(args.out or f"runs/{sweep.name}")
+    validate(cells)
+    check_writable(out_dir)
+    options = RunOptions(device=args.device, metric=MetricConfig(lpips_weights=args.lpips_weights))
+    print(f"{len(cells)} runs ({sweep.name}): {', '.join(attacks)} -> {out_dir}")
+    records = run_cells(cells, out_dir, options)
+    print(tabulate(summary_rows(records), headers=SUMMARY_HEADERS))
+    failed = [r for r in records if r.status == "failed"]
+    for r in failed:
+        print(f"failed: {r.config['attack']} ({r.run_id}): {r.error}")
+    return 1 if failed else 0
+
+
+def cmd_case(args: argparse.Namespace) -> int:
+    if args.case_command == "show":
+        print(load_case(args.folder).summary())
+        return 0
+    scenario = Scenario(
+        dataset=args.dataset or "embedded",
+        data_path=args.data_path,
+        image_size=args.image_size or 32,
+        batch_size=args.batch_size or 4,
+        repetition=args.repetition or 0.0,
+        label_source=args.label_source or "dataset",
+        model=args.model or "convnet",
+        num_classes=args.num_classes,
+        weights=args.weights,
+        train_steps=args.train_steps or 0,
+        threat=ThreatModel(labels_known=args.labels_known, bn_stats=args.bn_stats or "exact"),
+        bn_mode=args.bn_mode or "train",
+        seed=args.seed,
+    )
+    case, secret = simulate(scenario)
+    folder = save_case(case, args.out, None if args.no_secret else secret)
+    print(f"wrote {folder}")
+    print(case.summary())
+    return 0

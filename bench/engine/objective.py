@@ -1,0 +1,89 @@
+"""The attack objective: weighted gradient distance plus image priors, evaluated on one shard.
+
+`Objective.evaluate` returns the value this process back-propagates (shared terms divided by the world
+size, per-image terms as this shard's partial sums; their sum over ranks is the whole-batch objective)
+and, for reporting, the gradient loss and the total of the whole batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from bench.case import BatchNormStats
+from bench.engine.collective import Shard
+from bench.engine.distances import GradientDistance
+from bench.engine.dummy_gradient import dummy_gradient
+from bench.engine.regularizers import (
+    batch_mean,
+    bn_statistics,
+    capture_bn_inputs,
+    group_distance,
+    l2_norm,
+    total_variation,
+)
+from bench.loss import LossSpec
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Weights of the objective's terms; 0 switches a term off."""
+
+    gradient: float = 1.0
+    tv: float = 0.0
+    l2: float = 0.0
+    bn: float = 0.0
+    group: float = 0.0
+    group_kind: Literal["mse", "l2"] = "mse"
+
+
+@dataclass
+class Evaluation:
+    backward: torch.Tensor  # this process's share, to call .backward() on
+    gradient_loss: float  # whole batch
+    total: float  # whole batch
+
+
+@dataclass
+class Objective:
+    model: nn.Module
+    params: list[torch.Tensor]
+    target: list[torch.Tensor]
+    loss: LossSpec
+    shard: Shard
+    distance: GradientDistance = field(default_factory=GradientDistance)
+    weights: Weights = field(default_factory=Weights)
+    bn_prior: dict[str, BatchNormStats] | None = None
+
+    def gradient_loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
+        """The gradient distance alone, without a second-order graph (for candidate comparisons)."""
+        grads = dummy_gradient(self.model, self.params, inputs, targets, self.loss, self.shard, create_graph=False)
+        return float(self.distance(grads, self.target))
+
+    def evaluate(
+        self, inputs: torch.Tensor, targets: torch.Tensor, consensus: torch.Tensor | None = None
+    ) -> Evaluation:
+        w = self.weights
+        use_bn = w.bn > 0 and self.bn_prior is not None
+        with capture_bn_inputs(self.model) as bn_inputs:
+            grads = dummy_gradient(self.model, self.params, inputs, targets, self.loss, self.shard)
+        grad_loss = self.distance(grads, self.target)
+        shared = w.gradient * grad_loss
+        if use_bn:
+            shared = shared + w.bn * bn_statistics(bn_inputs, self.bn_prior, self.shard)
+        local = torch.zeros((), device=inputs.device)
+        if w.tv:
+            local = local + w.tv * batch_mean(total_variation(inputs), self.shard)
+        if w.l2:
+            local = local + w.l2 * batch_mean(l2_norm(inputs), self.shard)
+        if w.group and consensus is not None:
+            local = local + w.group * batch_mean(group_distance(inputs, consensus, w.group_kind), self.shard)
+        total_local = self.shard.collective.all_sum_values(local.detach())
+        return Evaluation(
+            backward=shared / self.shard.world_size + local,
+            gradient_loss=float(grad_loss.detach()),
+            total=float(shared.detach() + total_local),
+        )

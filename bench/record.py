@@ -1,0 +1,94 @@
+"""Records: one JSON file per run, written atomically, carrying everything needed to recompute a table."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from bench.errors import CaseFileError
+
+RECORD_SCHEMA = 1
+Status = Literal["ok", "failed", "skipped"]
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def run_id(config: dict) -> str:
+    """The hash of a run's canonical configuration: the same cell always gets the same id."""
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Record:
+    run_id: str
+    config: dict
+    status: Status
+    metrics: dict = field(default_factory=dict)
+    per_image: dict = field(default_factory=dict)
+    batch: dict = field(default_factory=dict)
+    cost: dict = field(default_factory=dict)
+    environment: dict = field(default_factory=dict)
+    error: str | None = None
+    schema: int = RECORD_SCHEMA
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Record":
+        return cls(**data)
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no inf/NaN: such values become null (metrics cap PSNR before this point)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` via a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_record(record: Record, folder: Path) -> Path:
+    path = Path(folder) / f"{record.run_id}.json"
+    write_atomic(path, json.dumps(_finite(record.to_dict()), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_record(path: Path) -> Record:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CaseFileError(f"cannot read record {path}: {err}") from None
+    if data.get("schema") != RECORD_SCHEMA:
+        raise CaseFileError(f"record {path} has schema {data.get('schema')!r}, expected {RECORD_SCHEMA}")
+    return Record.from_dict(data)
+
+
+def load_records(folder: Path) -> list[Record]:
+    """Every record in `folder` (not recursive), sorted by run id."""
+    return sorted((load_record(p) for p in Path(folder).glob("*.json")), key=lambda r: r.run_id)

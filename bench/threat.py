@@ -1,0 +1,76 @@
+"""What the attacker is allowed to know (ThreatModel) and what an attack needs (Requirements)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from bench.errors import BenchError
+
+BNStats = Literal["none", "running", "exact"]
+BN_LEVELS: tuple[str, ...] = ("none", "running", "exact")
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    """The attacker's knowledge besides the white-box weights and the leaked gradient.
+
+    labels_known: the server is given the batch's labels (Inverting Gradients' honest-server setting).
+    bn_stats: BN statistics the attacker may use as a prior: none; the model's running statistics
+        (GradInversion's BN_approx); or the batch's own statistics uploaded by the client (BN_exact).
+    batch_size_known: the number of images in the batch.
+    """
+
+    labels_known: bool = False
+    bn_stats: BNStats = "exact"
+    batch_size_known: bool = True
+
+    def __post_init__(self) -> None:
+        if self.bn_stats not in BN_LEVELS:
+            raise BenchError(f"bn_stats must be one of {', '.join(BN_LEVELS)}, got {self.bn_stats!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ThreatModel":
+        return cls(**data)
+
+    def short(self) -> str:
+        labels = "labels known" if self.labels_known else "labels unknown"
+        return f"{labels}, BN {self.bn_stats}"
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """What an attack needs of the threat model and the model.
+
+    labels_known: the attack cannot recover labels itself.
+    bn_stats: the BN-statistics levels the attack can run under ("running" means it needs at least
+        the running statistics; "exact" needs the uploaded batch statistics).
+    needs_bn_layers: the attack's prior is defined on BN layers, so a model without them is skipped.
+    """
+
+    labels_known: bool = False
+    bn_stats: tuple[str, ...] = BN_LEVELS
+    batch_size_known: bool = True
+    needs_bn_layers: bool = False
+
+    def incompatibility(self, threat: ThreatModel, model_has_bn: bool) -> str | None:
+        """The reason this attack may not run under `threat`, or None when it may."""
+        if self.labels_known and not threat.labels_known:
+            return "attack requires known labels; threat model has labels unknown"
+        if threat.bn_stats not in self.bn_stats:
+            return f"attack requires BN statistics {'/'.join(self.bn_stats)}; threat model gives {threat.bn_stats}"
+        if self.batch_size_known and not threat.batch_size_known:
+            return "attack requires the batch size; threat model hides it"
+        if self.needs_bn_layers and not model_has_bn:
+            return "attack needs BN layers; the model has none"
+        return None
+
+    def short(self) -> str:
+        parts = ["labels known" if self.labels_known else "labels any"]
+        parts.append("BN " + "/".join(self.bn_stats) if self.bn_stats != BN_LEVELS else "BN any")
+        if self.needs_bn_layers:
+            parts.append("BN layers")
+        return ", ".join(parts)
