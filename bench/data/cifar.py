@@ -48,7 +48,8 @@ class CifarFormat:
         return self.label_bytes + PIXEL_BYTES
 
     def layout(self) -> str:
-        return f"the extracted binary archive ({self.folder}/ with {', '.join(self.files)}) or the folder holding it"
+        files = self.files[0] if len(self.files) == 1 else f"{self.files[0]} ... {self.files[-1]}"
+        return f"the extracted binary archive ({self.folder}/ with {files}) or the folder holding it"
 
 
 # Per-channel statistics of the training images (the values used by Geiping et al.'s inverting gradients).

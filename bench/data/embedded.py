@@ -3,8 +3,8 @@
 One class per source photograph (22) plus a class "face" of 100 LFW faces; see `datasets/CARD.md`.
 Every sample is a seeded random square crop of its source (side U(0.5, 1) x the short side, uniform
 position) resized with antialiased bilinear filtering, so one photograph gives many distinct samples at
-any resolution.
-The crop depends on (index, crop_seed) only: the same seed shows the same content at 32 and 224 px.
+any resolution. The crop depends on (index, crop_seed) only: the same seed shows the same content at 32
+and 224 px, and the same (index, size, crop_seed) gives bit-identical tensors.
 
 Example:
     >>> data = embedded(None)

@@ -70,8 +70,9 @@ def crop_resize(image: Image.Image, box: Box, size: int) -> torch.Tensor:
     if planes[0].size != (size, size):
         planes = [plane.resize((size, size), Image.Resampling.BILINEAR) for plane in planes]
     pixels = np.stack([np.asarray(plane, dtype=np.float32) for plane in planes]) / np.float32(255.0)
-    # The filter's weights are non-negative and sum to one; only float rounding can leave [0, 1].
-    return torch.from_numpy(pixels).clamp_(0.0, 1.0)
+    # The filter's weights are non-negative and sum to one; only float rounding can leave [0, 1]. Clipped
+    # in numpy: a torch op here would start a thread pool for a tiny tensor.
+    return torch.from_numpy(np.clip(pixels, 0.0, 1.0, out=pixels))
 
 
 def full_box(image: Image.Image) -> Box:

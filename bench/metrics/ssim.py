@@ -12,7 +12,6 @@ keeping sigma 1.5 and renormalising the truncated Gaussian (scikit-image with `t
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 SIGMA = 1.5
 WINDOW = 11
@@ -34,12 +33,21 @@ def gaussian_kernel(size: int, sigma: float = SIGMA) -> torch.Tensor:
     return kernel / kernel.sum()
 
 
-def _blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian filter of every channel, valid positions only: N x C x H x W."""
-    channels = x.shape[1]
-    k = kernel.to(x)
-    x = F.conv2d(x, k.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
-    return F.conv2d(x, k.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+def _band(n: int, kernel: torch.Tensor) -> torch.Tensor:
+    """(n - k + 1) x n matrix whose rows are the kernel at every valid offset."""
+    k = kernel.numel()
+    band = torch.zeros(n - k + 1, n, dtype=kernel.dtype)
+    for i in range(n - k + 1):
+        band[i, i : i + k] = kernel
+    return band
+
+
+def _blur(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Separable Gaussian filter of every channel at valid positions, as two matrix products.
+
+    Banded matrix products run at BLAS speed in float64, where a depthwise conv2d is several times slower.
+    """
+    return rows @ x @ cols.T
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, chunk: int = 16) -> torch.Tensor:
@@ -51,15 +59,16 @@ def ssim(a: torch.Tensor, b: torch.Tensor, chunk: int = 16) -> torch.Tensor:
     if a.shape != b.shape or a.dim() != 4:
         raise ValueError(f"ssim needs two N x C x H x W tensors of one shape, got {tuple(a.shape)}, {tuple(b.shape)}")
     kernel = gaussian_kernel(window_size(a.shape[2], a.shape[3]))
+    rows, cols = _band(a.shape[2], kernel).to(a.device), _band(a.shape[3], kernel).to(a.device)
     c1, c2 = (K1 * DATA_RANGE) ** 2, (K2 * DATA_RANGE) ** 2
     out = []
     # float64 in chunks: E[x^2] - E[x]^2 loses digits in float32, and chunks bound memory for 224 px batches
     for start in range(0, a.shape[0], chunk):
         x, y = a[start : start + chunk].double(), b[start : start + chunk].double()
-        mu_x, mu_y = _blur(x, kernel), _blur(y, kernel)
-        var_x = _blur(x * x, kernel) - mu_x**2
-        var_y = _blur(y * y, kernel) - mu_y**2
-        cov = _blur(x * y, kernel) - mu_x * mu_y
+        mu_x, mu_y = _blur(x, rows, cols), _blur(y, rows, cols)
+        var_x = _blur(x * x, rows, cols) - mu_x**2
+        var_y = _blur(y * y, rows, cols) - mu_y**2
+        cov = _blur(x * y, rows, cols) - mu_x * mu_y
         num = (2 * mu_x * mu_y + c1) * (2 * cov + c2)
         den = (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
         out.append((num / den).flatten(1).mean(1))

@@ -1,0 +1,269 @@
+"""Records -> tables: one table per group, rows = methods, columns = batch size or repetition rate.
+
+A group is everything that must be equal for runs to be averaged: the track (attacks or label-recovery
+methods), the threat model, dataset, model, image size, the axis that is not the column axis (the
+repetition rate for a table over batch sizes and vice versa) and any other scenario setting that differs
+from its default (training steps, BN mode, ...). Inside a group a cell holds the runs of one method and
+budget at one column value, which differ only by seed.
+
+Example:
+    >>> tables = aggregate(load_records(Path("runs/quick")), rows="attack", columns="batch_size", metric="psnr")
+    >>> tables[0].rows[0].cells[0].text(2)
+    '23.10 ± 0.40 (2/3)'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Iterable, Literal
+
+from bench.errors import BenchError
+from bench.leaderboard.stats import CellStats, fixed
+from bench.metrics.catalog import METRICS
+from bench.record import Record
+from bench.scenario import Scenario
+from bench.threat import BN_LEVELS, ThreatModel
+
+RowAxis = Literal["attack", "label_method"]
+ColumnAxis = Literal["batch_size", "repetition"]
+
+ROW_AXES: dict[str, str] = {"attack": "attack", "label_method": "label method"}
+COLUMN_AXES: dict[str, str] = {"batch_size": "B", "repetition": "r"}
+# Scenario fields that are the group's named parts, the table's axes or the averaged-over seed; every
+# other field appears in the title when it differs from its default. data_path is machine-specific.
+_NAMED_FIELDS = {"dataset", "model", "image_size", "batch_size", "repetition", "threat", "seed", "data_path"}
+_DEFAULTS = Scenario().to_dict()
+# Decimals per metric: dB values to 0.01, fractions and distances in [0, 1] to 0.001, MSE finer.
+_DIGITS = {"mse": 4, "mse_best_match": 4, "label_count_mae": 2}
+
+
+def digits_for(metric: str) -> int:
+    if metric in _DIGITS:
+        return _DIGITS[metric]
+    return 2 if METRICS.get(metric).obj.unit == "dB" else 3
+
+
+def axis_text(axis: str, value: float) -> str:
+    """'B=4' or 'r=0.5'."""
+    return f"{COLUMN_AXES[axis]}={value:g}"
+
+
+def _setting_text(name: str, value: object) -> str:
+    if name == "weights" and isinstance(value, str):
+        value = PurePath(value).name  # the file, not where it lies on one machine
+    return f"{name}={value if isinstance(value, (str, int, float)) else json.dumps(value, sort_keys=True)}"
+
+
+@dataclass(frozen=True)
+class Group:
+    """What the runs of one table share."""
+
+    track: str
+    threat: ThreatModel
+    dataset: str
+    model: str
+    image_size: int
+    fixed_axis: str
+    fixed_value: float
+    settings: tuple[str, ...]
+
+    def sort_key(self) -> tuple:
+        return (
+            self.track, not self.threat.labels_known, BN_LEVELS.index(self.threat.bn_stats),
+            not self.threat.batch_size_known, self.dataset, self.model, self.image_size, self.fixed_value,
+            self.settings,
+        )
+
+    def parts(self) -> list[str]:
+        threat = self.threat.short() + ("" if self.threat.batch_size_known else ", batch size hidden")
+        return [threat, self.dataset, self.model, f"{self.image_size} px", axis_text(self.fixed_axis, self.fixed_value), *self.settings]
+
+    def slug(self) -> str:
+        """A file-name-safe, deterministic name for this group."""
+        text = "_".join([self.track, *self.parts()]).lower().replace(", ", "_").replace(" ", "-")
+        return re.sub(r"[^a-z0-9.=_-]+", "-", text).strip("-")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One method (at one budget) across the table's columns, with the compute it used."""
+
+    method: str
+    budget: int | None
+    label: str
+    cells: tuple[CellStats, ...]
+    wall_s_mean: float | None
+    wall_h_total: float
+
+
+@dataclass(frozen=True)
+class Table:
+    group: Group
+    metric: str
+    row_axis: str
+    column_axis: str
+    columns: tuple[float, ...]
+    rows: tuple[Row, ...]
+    commits: tuple[tuple[str, int], ...]
+    devices: tuple[tuple[str, int], ...]
+
+    @property
+    def arrow(self) -> str:
+        return METRICS.get(self.metric).obj.arrow()
+
+    @property
+    def better(self) -> str:
+        return METRICS.get(self.metric).obj.better
+
+    @property
+    def digits(self) -> int:
+        return digits_for(self.metric)
+
+    @property
+    def title(self) -> str:
+        unit = METRICS.get(self.metric).obj.unit
+        return " · ".join([*self.group.parts(), f"{self.metric} {self.arrow}" + (f" ({unit})" if unit else "")])
+
+    def headers(self) -> list[str]:
+        first = f"{ROW_AXES[self.row_axis]} ({self.metric} {self.arrow})"
+        return [first, *(axis_text(self.column_axis, c) for c in self.columns), "s/run", "total h"]
+
+    def text_rows(self) -> list[list[str]]:
+        return [
+            [
+                row.label,
+                *(cell.text(self.digits) for cell in row.cells),
+                "-" if row.wall_s_mean is None else fixed(row.wall_s_mean, 1),
+                fixed(row.wall_h_total, 2),
+            ]
+            for row in self.rows
+        ]
+
+    def counts(self) -> Counter:
+        total: Counter = Counter()
+        for row in self.rows:
+            for cell in row.cells:
+                total.update(ok=cell.n_ok, failed=cell.n_failed, skipped=cell.n_skipped)
+        return total
+
+    @property
+    def footnote(self) -> str:
+        c = self.counts()
+        runs = f"{c['ok'] + c['failed'] + c['skipped']} runs: {c['ok']} ok, {c['failed']} failed, {c['skipped']} skipped"
+        return " · ".join([runs, _listing("commit", self.commits), _listing("device", self.devices)])
+
+
+def _listing(name: str, counted: tuple[tuple[str, int], ...]) -> str:
+    if len(counted) == 1:
+        return f"{name} {counted[0][0]}"
+    return f"{name}s differ: " + ", ".join(f"{value} ({n} runs)" for value, n in counted)
+
+
+def _short_commit(commit: str | None) -> str:
+    if not commit:
+        return "unknown"
+    head, sep, tail = commit.partition("+")  # keep a "+dirty" mark
+    return head[:10] + sep + tail
+
+
+def _method(record: Record) -> tuple[str, str]:
+    """(track, method name) of a record; a config with neither key is an error, never skipped."""
+    for axis in ROW_AXES:
+        if axis in record.config:
+            return axis, str(record.config[axis])
+    raise BenchError(f"record {record.run_id} has neither 'attack' nor 'label_method' in its config")
+
+
+def _group(record: Record, track: str, columns: str) -> Group:
+    try:
+        scenario = record.config["scenario"]
+        threat = ThreatModel.from_dict(scenario["threat"])
+        fixed_axis = "repetition" if columns == "batch_size" else "batch_size"
+        settings = tuple(
+            _setting_text(k, v)
+            for k, v in sorted(scenario.items())
+            if k not in _NAMED_FIELDS and (k not in _DEFAULTS or v != _DEFAULTS[k])
+        )
+        return Group(
+            track, threat, str(scenario["dataset"]), str(scenario["model"]), int(scenario["image_size"]),
+            fixed_axis, float(scenario[fixed_axis]), settings,
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise BenchError(f"record {record.run_id} has an incomplete scenario ({type(err).__name__}: {err})") from None
+
+
+def _value(record: Record, metric: str) -> float | None:
+    value = record.metrics.get(metric) if record.status == "ok" else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _cell(records: list[Record], metric: str) -> CellStats:
+    status = Counter("ok" if r.status == "ok" else "skipped" if r.status == "skipped" else "failed" for r in records)
+    values = tuple(v for v in (_value(r, metric) for r in records) if v is not None)
+    return CellStats(values, status["ok"], status["failed"], status["skipped"])
+
+
+def _row(method: str, budget: int | None, label: str, columns: tuple[float, ...], by_column: dict[float, list[Record]], metric: str) -> Row:
+    runs = [r for c in columns for r in by_column.get(c, [])]
+    walls = sorted(float(r.cost["wall_s"]) for r in runs if r.cost and isinstance(r.cost.get("wall_s"), (int, float)))
+    return Row(
+        method,
+        budget,
+        label,
+        tuple(_cell(by_column.get(c, []), metric) for c in columns),
+        math.fsum(walls) / len(walls) if walls else None,
+        math.fsum(walls) / 3600.0,
+    )
+
+
+def _counted(values: Iterable[str]) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted(Counter(values).items()))
+
+
+def aggregate(
+    records: Iterable[Record],
+    rows: RowAxis = "attack",
+    columns: ColumnAxis = "batch_size",
+    metric: str = "psnr",
+) -> list[Table]:
+    """Group `records` into tables of `metric`, sorted by group; see the module docstring.
+
+    rows picks the track: "attack" tables hold attack records, "label_method" tables the label track.
+    """
+    if rows not in ROW_AXES:
+        raise BenchError(f"unknown row axis {rows!r}; choose {', '.join(ROW_AXES)}")
+    if columns not in COLUMN_AXES:
+        raise BenchError(f"unknown column axis {columns!r}; choose {', '.join(COLUMN_AXES)}")
+    METRICS.get(metric)  # an unknown metric raises with the closest names
+    grouped: dict[Group, list[Record]] = defaultdict(list)
+    for record in records:
+        track, _ = _method(record)
+        if track == rows:
+            grouped[_group(record, track, columns)].append(record)
+
+    tables = []
+    for group in sorted(grouped, key=Group.sort_key):
+        runs = grouped[group]
+        column_values = tuple(sorted({float(r.config["scenario"][columns]) for r in runs}))
+        cells: dict[tuple[str, int | None], dict[float, list[Record]]] = defaultdict(lambda: defaultdict(list))
+        for r in runs:
+            cells[(_method(r)[1], r.config.get("budget"))][float(r.config["scenario"][columns])].append(r)
+        keys = sorted(cells, key=lambda k: (k[0], -1 if k[1] is None else k[1]))
+        budgets = Counter(method for method, _ in keys)
+        table_rows = tuple(
+            _row(m, b, m if budgets[m] == 1 else f"{m} ({b if b is not None else 'default'} it)", column_values, cells[(m, b)], metric)
+            for m, b in keys
+        )
+        tables.append(Table(
+            group, metric, rows, columns, column_values, table_rows,
+            _counted(_short_commit(r.environment.get("git_commit")) for r in runs),
+            _counted(str(r.environment.get("device") or "unknown") for r in runs),
+        ))
+    return tables

@@ -1,0 +1,130 @@
+"""Tables -> text: GitHub Markdown, LaTeX (booktabs), CSV and HTML. Same tables in, same bytes out.
+
+Markdown, LaTeX and HTML start with one legend line; each table has a title line naming its group and
+metric, and a footnote line with its run counts, git commits and devices ("commits differ: ..." when the
+runs come from more than one). CSV is one row per cell with the group in columns (so it needs no title
+lines) and the numbers apart: mean, ci95, n_values, n_ok, n_failed, n_skipped, n_total.
+
+Example:
+    >>> print(render(aggregate(records), "md"))
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+from typing import Callable, Sequence
+
+from tabulate import LATEX_ESCAPE_RULES, tabulate
+
+from bench.errors import BenchError
+from bench.leaderboard.aggregate import Table
+from bench.leaderboard.stats import NO_INTERVAL
+
+LEGEND = (
+    f"Cells: mean ± 95% CI over seeds (Student t, n-1 dof; ± {NO_INTERVAL} for a single seed); "
+    "(k/n): runs that gave a value / all runs, failed and skipped runs included."
+)
+# Applied after escaping, so the inserted "$" and "\" stay LaTeX.
+_LATEX_SYMBOLS = {"±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "·": r"$\cdot$", "–": "--"}
+CSV_HEADERS = [
+    "track", "labels_known", "bn_stats", "batch_size_known", "dataset", "model", "image_size", "fixed_axis",
+    "fixed_value", "settings", "metric", "better", "method", "budget", "column_axis", "column_value",
+    "mean", "ci95", "n_values", "n_ok", "n_failed", "n_skipped", "n_total", "row_s_per_run",
+]
+
+
+def _grid(table: Table, tablefmt: str) -> str:
+    align = ("left", *("right",) * (len(table.headers()) - 1))
+    return tabulate(table.text_rows(), headers=table.headers(), tablefmt=tablefmt, disable_numparse=True, colalign=align)
+
+
+def _latex_symbols(text: str) -> str:
+    for symbol, latex in _LATEX_SYMBOLS.items():
+        text = text.replace(symbol, latex)
+    return text
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX specials (the rules tabulate applies to cells), then write symbols in math mode."""
+    return _latex_symbols("".join(LATEX_ESCAPE_RULES.get(ch, ch) for ch in text))
+
+
+def render_md(tables: Sequence[Table]) -> str:
+    parts = [LEGEND]
+    for table in tables:
+        parts += [f"### {table.title}", _grid(table, "github"), table.footnote]
+    return "\n\n".join(parts) + "\n"
+
+
+def render_latex(tables: Sequence[Table]) -> str:
+    parts = [f"% {LEGEND}"]
+    for table in tables:
+        parts.append("\n".join([
+            r"\begin{table}[ht]",
+            r"\centering",
+            rf"\caption{{{latex_escape(table.title)}}}",
+            _latex_symbols(_grid(table, "latex_booktabs")),  # tabulate escaped the cells already
+            r"\par\smallskip",
+            rf"{{\footnotesize {latex_escape(table.footnote)}}}",
+            r"\end{table}",
+        ]))
+    return "\n\n".join(parts) + "\n"
+
+
+def render_html(tables: Sequence[Table]) -> str:
+    parts = [f"<p>{html.escape(LEGEND)}</p>"]
+    for table in tables:
+        parts += [
+            f"<h3>{html.escape(table.title)}</h3>",
+            _grid(table, "html"),  # tabulate's "html" escapes cell text
+            f'<p class="footnote">{html.escape(table.footnote)}</p>',
+        ]
+    return "\n".join(parts) + "\n"
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else repr(float(value))  # shortest text that reads back to the same float
+
+
+def render_csv(tables: Sequence[Table]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_HEADERS)
+    for table in tables:
+        g = table.group
+        group = [
+            g.track, g.threat.labels_known, g.threat.bn_stats, g.threat.batch_size_known, g.dataset, g.model,
+            g.image_size, g.fixed_axis, f"{g.fixed_value:g}", ";".join(g.settings), table.metric, table.better,
+        ]
+        for row in table.rows:
+            for column, cell in zip(table.columns, row.cells):
+                if cell.n_total == 0:
+                    continue
+                writer.writerow([
+                    *group, row.method, "" if row.budget is None else row.budget, table.column_axis, f"{column:g}",
+                    _number(cell.mean), _number(cell.ci95), cell.n_values, cell.n_ok, cell.n_failed,
+                    cell.n_skipped, cell.n_total, _number(row.wall_s_mean),
+                ])
+    return out.getvalue()
+
+
+RENDERERS: dict[str, Callable[[Sequence[Table]], str]] = {
+    "md": render_md,
+    "latex": render_latex,
+    "csv": render_csv,
+    "html": render_html,
+}
+EXTENSIONS = {"md": "md", "latex": "tex", "csv": "csv", "html": "html"}
+
+
+def check_format(format: str) -> None:
+    if format not in RENDERERS:
+        raise BenchError(f"unknown table format {format!r}; choose {', '.join(RENDERERS)}")
+
+
+def render(tables: Sequence[Table], format: str = "md") -> str:
+    """The tables as one text in `format` ("md", "latex", "csv" or "html")."""
+    check_format(format)
+    return RENDERERS[format](tables)

@@ -1,0 +1,486 @@
+"""Label recovery: every rule against a plain re-derivation on closed-form gradients, the documented failure
+modes, and accuracy on real gradients of untrained models.
+
+Closed form: for z = W h + b and mean cross-entropy, dL/dz_k = (p_k - onehot(y_k)) / B, so
+dW = sum_k dL/dz_k h_k^T and db = sum_k dL/dz_k. Features h >= 0 stand for ReLU outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from attacks.e2egi_labels import e2egi_rule
+from baselines.labels import ilrg, llg_star
+from baselines.labels.llg_star import LLGStarConfig, estimate_impact_and_offset
+from bench.case import Case
+from bench.client import leak
+from bench.errors import BenchError
+from bench.labels import LABELS, NEEDS, greedy_by_impact, load_methods, recover_labels
+from bench.loss import LossSpec
+from bench.models import MODELS, Architecture, batchnorm_layers, build_model, classifier_names
+from bench.normalization import Normalization
+from bench.threat import ThreatModel
+
+load_methods()
+
+PROBE = "test-linear-probe"  # one linear layer on the flattened image: its features are the pixels
+if PROBE not in MODELS:
+
+    @MODELS.register(PROBE, description="test model: one linear layer on the flattened image")
+    def _probe(num_classes: int, channels: int, image_size: int) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(channels * image_size * image_size, num_classes))
+
+
+IDENTITY = Normalization((0.0,), (1.0,))
+CIFAR = Normalization((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+REPEATED = [3, 3, 3, 7, 7, 1, 0, 0, 5, 9, 9, 9]  # 12 samples, 6 classes, repeats of 2 and 3
+METHODS = ("idlg", "yin", "llg", "llg-star", "bias-corrected", "ilrg", "e2egi")
+
+
+def count_accuracy(true: torch.Tensor, predicted: torch.Tensor) -> float:
+    """|multiset(true) ∩ multiset(predicted)| / B."""
+    common = Counter(true.tolist()) & Counter(predicted.tolist())
+    return sum(common.values()) / len(true)
+
+
+def make_case(
+    model: nn.Module,
+    arch: Architecture,
+    state: dict[str, torch.Tensor],
+    gradients: dict[str, torch.Tensor],
+    batch_size: int,
+    normalization: Normalization,
+    threat: ThreatModel = ThreatModel(bn_stats="none"),
+    loss: LossSpec = LossSpec(),
+    bn_mode: str = "eval",
+) -> Case:
+    return Case(
+        architecture=arch,
+        model_state=state,
+        gradients=gradients,
+        threat=threat,
+        loss=loss,
+        bn_mode=bn_mode,
+        batch_size=batch_size,
+        image_shape=(arch.channels, arch.image_size, arch.image_size),
+        normalization=normalization,
+        classifier=classifier_names(model),
+        bn_layers=tuple(batchnorm_layers(model)),
+    )
+
+
+def closed_form_case(
+    labels: list[int],
+    num_classes: int = 10,
+    side: int = 4,
+    seed: int = 0,
+    weight_scale: float = 0.3,
+    reduction: str = "mean",
+    features: torch.Tensor | None = None,
+    **case_options,
+) -> tuple[Case, torch.Tensor]:
+    """A case whose last-layer gradients are built from the closed form; returns it and the features H."""
+    gen = torch.Generator().manual_seed(seed)
+    batch = len(labels)
+    arch = Architecture(PROBE, num_classes, 1, side)
+    model = build_model(arch, seed)
+    with torch.no_grad():
+        model[1].weight.copy_(torch.randn(num_classes, side * side, generator=gen) * weight_scale)
+        model[1].bias.copy_(torch.randn(num_classes, generator=gen) * weight_scale)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    H = torch.rand(batch, side * side, generator=gen) if features is None else features
+    probs = torch.softmax(H @ state["1.weight"].T + state["1.bias"], dim=1)
+    onehot = torch.zeros(batch, num_classes)
+    for k, y in enumerate(labels):
+        onehot[k, y] = 1.0
+    dz = (probs - onehot) / (batch if reduction == "mean" else 1)
+    gradients = {"1.weight": dz.T @ H, "1.bias": dz.sum(0)}
+    case = make_case(model, arch, state, gradients, batch, IDENTITY, loss=LossSpec(reduction=reduction), **case_options)
+    return case, H
+
+
+# ---- plain re-derivations (loops, floats) ------------------------------------------------------------
+
+
+def plain_row_sums(case: Case) -> list[float]:
+    dW = case.gradients[case.classifier[0]].double().tolist()
+    return [math.fsum(row) for row in dW]
+
+
+def lowest(scores: list[float]) -> int:
+    best = 0
+    for n in range(len(scores)):
+        if scores[n] < scores[best]:
+            best = n
+    return best
+
+
+def plain_greedy(scores: list[float], present: list[int], impact: float, batch: int) -> list[int]:
+    """Stage 1: present classes once (lowest score first, at most B); stage 2: repeated argmin."""
+    scores = list(scores)
+    chosen = []
+    for n in sorted(present, key=lambda c: scores[c])[:batch]:
+        chosen.append(n)
+        scores[n] -= impact
+    while len(chosen) < batch:
+        n = lowest(scores)
+        chosen.append(n)
+        scores[n] -= impact
+    return sorted(chosen)
+
+
+def plain_llg(case: Case) -> list[int]:
+    g = plain_row_sums(case)
+    negative = [n for n in range(len(g)) if g[n] < 0]
+    impact = sum(g[n] for n in negative) / case.batch_size * (1 + 1 / case.num_classes)
+    return plain_greedy(g, negative, impact, case.batch_size)
+
+
+def plain_e2egi(case: Case) -> list[int]:
+    g = plain_row_sums(case)
+    largest = max(g)
+    impact = case.num_classes * largest / case.batch_size  # E2EGI adds m: pass -m to the shared loop
+    negative = [n for n in range(len(g)) if g[n] < 0]
+    return plain_greedy(g, negative, -impact, case.batch_size)
+
+
+def plain_bias_corrected(case: Case) -> list[int]:
+    db = case.gradients[case.classifier[1]].double().tolist()
+    negative = [n for n in range(len(db)) if db[n] < 0]
+    impact = sum(db[n] for n in negative) / case.batch_size
+    return plain_greedy(db, negative, impact, case.batch_size)
+
+
+def plain_ranking(scores: list[float], batch: int) -> list[int]:
+    ranking = sorted(range(len(scores)), key=lambda n: scores[n])
+    return sorted(ranking[i % len(ranking)] for i in range(batch))
+
+
+def plain_ilrg_counts(case: Case) -> tuple[np.ndarray, list[int]]:
+    dW = case.gradients["1.weight"].double().numpy()
+    db = case.gradients["1.bias"].double().numpy()
+    W = case.model_state["1.weight"].double().numpy()
+    b = case.model_state["1.bias"].double().numpy()
+    N, B = case.num_classes, case.batch_size
+    P = np.zeros((N, N))
+    for n in range(N):
+        logits = W @ (dW[n] / db[n]) + b
+        P[n] = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    A = [[1.0] * N]
+    values = [float(B)]
+    for i in range(N):
+        A.append([P[j][i] - (1.0 if j == i else 0.0) for j in range(N)])
+        values.append(B * db[i])
+    k = np.linalg.pinv(np.array(A)) @ np.array(values)
+    clipped = [min(max(x, 0.0), B) for x in k]
+    rounded = [float(round(x)) for x in clipped]
+    while sum(rounded) > B:
+        i = max((n for n in range(N) if rounded[n] > 0), key=lambda n: rounded[n] - clipped[n])
+        rounded[i] -= 1
+    while sum(rounded) < B:
+        i = min(range(N), key=lambda n: rounded[n] - clipped[n])
+        rounded[i] += 1
+    return k, [n for n in range(N) for _ in range(int(rounded[n]))]
+
+
+# ---- the construction itself -----------------------------------------------------------------------
+
+
+def test_closed_form_gradients_equal_the_clients_autograd_gradients():
+    case, H = closed_form_case(REPEATED)
+    model = case.build_model()
+    images = H.reshape(len(REPEATED), 1, 4, 4)
+    grads, _ = leak(model, images, torch.tensor(REPEATED), LossSpec())
+    torch.testing.assert_close(grads["1.weight"], case.gradients["1.weight"], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(grads["1.bias"], case.gradients["1.bias"], rtol=1e-5, atol=1e-7)
+
+
+def test_registry_holds_every_method_with_known_needs():
+    assert set(METHODS) <= set(LABELS.names())
+    for name in METHODS:
+        entry = LABELS.get(name)
+        assert set(entry.info["needs"]) <= set(NEEDS), name
+        assert "\n" not in entry.description
+
+
+# ---- each rule equals its re-derivation -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_llg_matches_plain_rederivation_with_repeats(seed):
+    case, _ = closed_form_case(REPEATED, seed=seed)
+    assert recover_labels("llg", case).tolist() == plain_llg(case)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_e2egi_matches_plain_rederivation_with_repeats(seed):
+    case, _ = closed_form_case(REPEATED, seed=seed)
+    assert recover_labels("e2egi", case).tolist() == plain_e2egi(case)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bias_corrected_matches_plain_rederivation_with_repeats(seed):
+    case, _ = closed_form_case(REPEATED, seed=seed)
+    assert recover_labels("bias-corrected", case).tolist() == plain_bias_corrected(case)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_yin_is_the_b_most_negative_row_minima(seed):
+    case, _ = closed_form_case(REPEATED, seed=seed)
+    minima = [min(row) for row in case.gradients["1.weight"].double().tolist()]
+    assert recover_labels("yin", case).tolist() == plain_ranking(minima, case.batch_size)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_idlg_single_image_is_the_argmin_row_sum_and_the_true_label(seed):
+    label = [seed * 2 + 1]
+    case, _ = closed_form_case(label, seed=seed)
+    g = plain_row_sums(case)
+    assert recover_labels("idlg", case).tolist() == [lowest(g)] == label
+    # a single image with non-negative features: only the true class's row sum is negative
+    assert [n for n in range(len(g)) if g[n] < 0] == label
+
+
+def test_idlg_for_a_batch_ranks_row_sums():
+    case, _ = closed_form_case(REPEATED)
+    assert recover_labels("idlg", case).tolist() == plain_ranking(plain_row_sums(case), case.batch_size)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ilrg_matches_plain_rederivation_with_repeats(seed):
+    case, _ = closed_form_case(REPEATED, seed=seed)
+    counts, labels = plain_ilrg_counts(case)
+    assert recover_labels("ilrg", case).tolist() == labels
+    weight_grad, bias_grad = case.gradients["1.weight"].double(), case.gradients["1.bias"].double()
+    probs = ilrg.class_probabilities(weight_grad, bias_grad, case.model_state["1.weight"].double(), case.model_state["1.bias"].double())
+    solved = ilrg.solve_counts(probs, bias_grad, case.batch_size, 1 / case.batch_size)
+    np.testing.assert_allclose(solved.numpy(), counts, rtol=1e-6, atol=1e-8)
+
+
+def test_ilrg_counts_are_exact_when_classes_share_features_of_an_untrained_layer():
+    # every sample of a class has the same feature vector; small weights keep p close to uniform
+    gen = torch.Generator().manual_seed(5)
+    per_class = torch.rand(10, 16, generator=gen)
+    H = torch.stack([per_class[y] for y in REPEATED])
+    case, _ = closed_form_case(REPEATED, weight_scale=0.01, features=H)
+    assert recover_labels("ilrg", case).tolist() == sorted(REPEATED)
+
+
+def test_ilrg_uses_the_loss_reduction():
+    mean_case, _ = closed_form_case(REPEATED, seed=1, weight_scale=0.01)
+    sum_case, _ = closed_form_case(REPEATED, seed=1, weight_scale=0.01, reduction="sum")
+    assert recover_labels("ilrg", sum_case).tolist() == recover_labels("ilrg", mean_case).tolist()
+
+
+def test_ilrg_rounding_fixes_the_total_one_unit_at_a_time():
+    # 2.6 + 2.6 + 2.6 rounds to 9 > 8: the largest round-ups lose one each until the total is 8
+    assert ilrg.round_counts(torch.tensor([2.6, 2.6, 2.6, 0.2], dtype=torch.float64), 8).tolist() == [2, 3, 3, 0]
+    # all clipped to zero: one unit at a time to the counts rounded down the most
+    assert ilrg.round_counts(torch.tensor([-1.0, 0.4, 0.3], dtype=torch.float64), 3).tolist() == [1, 1, 1]
+
+
+def test_llg_star_estimate_equals_full_backward_passes_on_dummy_batches():
+    case, _ = closed_form_case(REPEATED, seed=2)
+    config = LLGStarConfig(dummy="random", repeats=3, seed=7)
+    impact, offset = estimate_impact_and_offset(case, config)
+    expected_impact, expected_offset = plain_llg_star_estimate(case, config)
+    assert impact == pytest.approx(expected_impact, rel=1e-6)
+    np.testing.assert_allclose(offset.numpy(), expected_offset, rtol=1e-5, atol=1e-9)
+
+    g = plain_row_sums(case)
+    negative = [n for n in range(len(g)) if g[n] < 0]  # judged before the offset correction
+    corrected = [g[n] - expected_offset[n] for n in range(len(g))]
+    expected = plain_greedy(corrected, negative, expected_impact, case.batch_size)
+    assert sorted(llg_star.recover(case, config).tolist()) == expected
+
+
+def plain_llg_star_estimate(case: Case, config: LLGStarConfig) -> tuple[float, list[float]]:
+    """The authors' loop: for each round and class, a full backward pass of a dummy batch labelled all i."""
+    N, B = case.num_classes, case.batch_size
+    gen = torch.Generator().manual_seed(config.seed)
+    weight_name = case.classifier[0]
+    impact_sum, offset_sum = 0.0, [0.0] * N
+    for _ in range(config.repeats):
+        pixels = torch.rand((B, *case.image_shape), generator=gen)
+        for i in range(N):
+            model = case.build_model()
+            loss = case.loss(model(case.normalization.normalize(pixels)), torch.full((B,), i))
+            loss.backward()
+            sums = [math.fsum(row) for row in dict(model.named_parameters())[weight_name].grad.double().tolist()]
+            impact_sum += sums[i]
+            for j in range(N):
+                if j != i:
+                    offset_sum[j] += sums[j]
+    impact = impact_sum / (N * B) / config.repeats * (1 + 1 / N)
+    return impact, [s / (config.repeats * (N - 1)) for s in offset_sum]
+
+
+# ---- documented failure modes and edge cases ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["yin", "idlg"])
+def test_unique_label_rules_never_repeat_a_class(method):
+    for seed in range(4):
+        case, _ = closed_form_case(REPEATED, num_classes=20, seed=seed)  # B = 12 <= N
+        labels = recover_labels(method, case).tolist()
+        assert len(set(labels)) == len(labels) == case.batch_size
+        assert count_accuracy(torch.tensor(REPEATED), torch.tensor(labels)) <= len(set(REPEATED)) / len(REPEATED)
+
+
+@pytest.mark.parametrize("method", ["yin", "idlg"])
+def test_unique_label_rules_cycle_their_ranking_when_b_exceeds_n(method):
+    case, _ = closed_form_case([0, 1, 2] * 8, num_classes=5)
+    counts = Counter(recover_labels(method, case).tolist())
+    assert sorted(counts) == [0, 1, 2, 3, 4]
+    assert sorted(counts.values()) == [4, 5, 5, 5, 5]  # 24 = 4 full rounds of 5 classes, then 4 more
+
+
+def test_e2egi_without_positive_row_sums_does_not_crash():
+    case, _ = closed_form_case(REPEATED)
+    case.gradients["1.weight"] = -torch.rand_like(case.gradients["1.weight"]) - 0.1  # every row sum negative
+    labels = recover_labels("e2egi", case)
+    assert labels.shape == (case.batch_size,)
+    # fallback m = N * max|g| / B
+    g = plain_row_sums(case)
+    impact = case.num_classes * max(abs(x) for x in g) / case.batch_size
+    assert labels.tolist() == plain_greedy(g, list(range(10)), -impact, case.batch_size)
+
+
+def test_e2egi_on_an_all_zero_gradient_hands_out_labels_round_robin():
+    assert e2egi_rule(torch.zeros(4), 10).tolist() == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
+
+
+@pytest.mark.parametrize("method", ["llg", "bias-corrected", "e2egi", "ilrg", "yin", "idlg"])
+def test_every_method_survives_a_zero_gradient(method):
+    case, _ = closed_form_case(REPEATED)
+    case.gradients = {k: torch.zeros_like(v) for k, v in case.gradients.items()}
+    labels = recover_labels(method, case)
+    assert labels.shape == (case.batch_size,) and labels.min() >= 0 and labels.max() < case.num_classes
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_handles_b_far_above_n(method):
+    labels = [n % 10 for n in range(256)]  # B = 256 with N = 10, every class about 26 times
+    case, _ = closed_form_case(labels, seed=3, weight_scale=0.05)
+    if method == "llg-star":
+        predicted = llg_star.recover(case, LLGStarConfig(repeats=1))
+    else:
+        predicted = recover_labels(method, case)
+    assert predicted.shape == (256,) and predicted.dtype == torch.int64
+    assert predicted.min() >= 0 and predicted.max() < 10
+    if method in ("llg", "e2egi", "ilrg", "bias-corrected"):
+        assert count_accuracy(torch.tensor(labels), predicted) >= 0.8
+
+
+def test_stage_one_keeps_only_the_b_most_negative_classes():
+    scores = torch.tensor([-1.0, -3.0, -2.0, 5.0])
+    assert sorted(greedy_by_impact(scores, -10.0, 2).tolist()) == [1, 2]
+
+
+# ---- needs -------------------------------------------------------------------------------------------
+
+
+def test_methods_needing_a_bias_refuse_a_layer_without_one():
+    case, _ = closed_form_case(REPEATED)
+    case.classifier = ("1.weight", None)
+    del case.gradients["1.bias"]
+    for method in ("ilrg", "bias-corrected"):
+        with pytest.raises(BenchError, match="no bias"):
+            recover_labels(method, case)
+    assert recover_labels("llg", case).shape == (case.batch_size,)
+
+
+def test_methods_needing_the_batch_size_refuse_when_it_is_hidden():
+    case, _ = closed_form_case([4], threat=ThreatModel(bn_stats="none", batch_size_known=False))
+    with pytest.raises(BenchError, match="hides the batch size"):
+        recover_labels("llg", case)
+    assert recover_labels("idlg", case).tolist() == [4]  # iDLG's own premise: one image
+
+
+def test_unknown_method_is_a_user_error():
+    case, _ = closed_form_case(REPEATED)
+    with pytest.raises(BenchError, match="did you mean"):
+        recover_labels("lgg", case)
+
+
+# ---- real gradients of untrained models ---------------------------------------------------------------
+
+EMBEDDED = Path(__file__).resolve().parents[1] / "datasets" / "embedded"
+
+
+@pytest.fixture(scope="module")
+def photos() -> list[np.ndarray]:
+    image = pytest.importorskip("PIL.Image")
+    paths = sorted(EMBEDDED.glob("*.png"))
+    if not paths:
+        pytest.skip("embedded photographs not present")
+    return [np.asarray(image.open(p).convert("RGB")) for p in paths]
+
+
+def natural_crops(photos: list[np.ndarray], count: int, size: int, seed: int) -> torch.Tensor:
+    """Random square crops of the embedded photographs, resized to `size` (pixel space [0, 1])."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        img = photos[rng.integers(len(photos))]
+        h, w, _ = img.shape
+        side = int(rng.integers(size, min(h, w) + 1))
+        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        patch = Image.fromarray(img[y : y + side, x : x + side]).resize((size, size), Image.BILINEAR)
+        out.append(torch.from_numpy(np.asarray(patch).copy()).permute(2, 0, 1).float() / 255)
+    return torch.stack(out)
+
+
+def resnet_case(photos, labels: torch.Tensor, num_classes: int, seed: int) -> Case:
+    pytest.importorskip("torchvision")
+    import bench.models.resnet  # noqa: F401  (registers resnet18)
+
+    arch = Architecture("resnet18", num_classes, 3, 32)
+    model = build_model(arch, seed)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    pixels = natural_crops(photos, len(labels), 32, seed + 100)
+    model.train()
+    grads, _ = leak(model, CIFAR.normalize(pixels), labels, LossSpec())
+    return make_case(model, arch, state, grads, len(labels), CIFAR, bn_mode="train")
+
+
+def test_llg_star_estimate_equals_full_backward_passes_through_train_mode_bn(photos):
+    case = resnet_case(photos, torch.tensor([1, 1, 4, 7]), num_classes=5, seed=0)
+    config = LLGStarConfig(dummy="random", repeats=1, seed=3)
+    impact, offset = estimate_impact_and_offset(case, config)
+    expected_impact, expected_offset = plain_llg_star_estimate(case, config)
+    assert impact == pytest.approx(expected_impact, rel=1e-4)
+    np.testing.assert_allclose(offset.numpy(), expected_offset, rtol=1e-4, atol=1e-6)
+
+
+def test_idlg_recovers_single_images_of_an_untrained_resnet(photos):
+    for seed in range(4):
+        label = torch.tensor([(3 * seed + 2) % 10])
+        case = resnet_case(photos, label, num_classes=10, seed=seed)
+        assert recover_labels("idlg", case).tolist() == label.tolist()
+
+
+@pytest.fixture(scope="module")
+def unique_label_cases(photos) -> list[tuple[torch.Tensor, Case]]:
+    """B = 8 distinct labels out of N = 100 (a CIFAR-100 sized head), two seeds."""
+    cases = []
+    for seed in range(2):
+        labels = torch.as_tensor(np.random.default_rng(seed).choice(100, size=8, replace=False))
+        cases.append((labels, resnet_case(photos, labels, num_classes=100, seed=seed)))
+    return cases
+
+
+@pytest.mark.parametrize("method", ["llg", "e2egi", "ilrg", "bias-corrected", "yin"])
+def test_batch_rules_recover_unique_labels_of_an_untrained_resnet(unique_label_cases, method):
+    # measured: 1.00 for every one of these methods on 5 seeds
+    for labels, case in unique_label_cases:
+        assert count_accuracy(labels, recover_labels(method, case)) >= 0.875
