@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a sweep of attacks and score them")
     run.add_argument("--attacks", type=_names, help="attack names or globs, comma-separated; 'all' for every attack")
+    run.add_argument("--track", choices=("attacks", "labels"), help="labels: label-recovery methods only (one gradient, no optimisation)")
+    run.add_argument("--label-methods", type=_names, help="label-recovery methods for --track labels ('all' for every method)")
+    run.add_argument("--resume", action="store_true", help="skip runs already recorded as ok in the output folder")
+    run.add_argument("--no-images", action="store_true", help="do not write the PNG grid of each run")
     run.add_argument("--preset", help="shipped sweep: smoke, quick (default), paper")
     run.add_argument("--config", help="YAML sweep file (fields of bench.sweep.Sweep)")
     run.add_argument("--budget", type=int, help="iterations per attack (default: the preset's)")

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from bench.case import BatchNormStats, Case, Secret
+from bench.client_memory import checkpointed, leak_in_chunks
 from bench.data import ImageSource, open_dataset
 from bench.loss import LossSpec
 from bench.models import Architecture, batchnorm_layers, classifier_names
@@ -85,7 +86,14 @@ def simulate(scenario: Scenario, device: torch.device | str = "cpu") -> tuple[Ca
     labels = torch.as_tensor(batch.labels, dtype=torch.long)
     loss = LossSpec(reduction=scenario.loss_reduction)
     model.train(scenario.bn_mode == "train")
-    gradients, bn_stats = leak(model, dataset.normalization.normalize(pixels).to(device), labels.to(device), loss)
+    inputs, targets = dataset.normalization.normalize(pixels).to(device), labels.to(device)
+    if scenario.client_memory == "full":
+        gradients, bn_stats = leak(model, inputs, targets, loss)
+    elif scenario.bn_mode == "train" and batchnorm_layers(model):
+        with checkpointed(model):
+            gradients, bn_stats = leak(model, inputs, targets, loss)
+    else:
+        gradients, bn_stats = leak_in_chunks(model, inputs, targets, loss)
 
     threat = scenario.threat
     case = Case(

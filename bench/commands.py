@@ -15,6 +15,7 @@ from bench.errors import BenchError
 from bench.labels import LABELS
 from bench.metrics import METRICS, MetricConfig
 from bench.models import MODELS
+from bench.progress import Progress
 from bench.record import Record
 from bench.runner import RunOptions, check_writable, run_cells, validate
 from bench.scenario import Scenario
@@ -26,8 +27,7 @@ DEFAULT_PRESET = "quick"
 
 def cmd_ls(args: argparse.Namespace) -> int:
     if args.what == "presets":
-        rows = [(name, load_preset(name).__doc__ and "") for name in preset_names()]
-        print(tabulate([(n,) for n, _ in rows], headers=["preset"]))
+        print(tabulate([(n, load_preset(n).description) for n in preset_names()], headers=["preset", "description"]))
         return 0
     registry = {"attacks": ATTACKS, "labels": LABELS, "models": MODELS, "datasets": DATASETS, "metrics": METRICS}[args.what]
     rows = []
@@ -49,6 +49,8 @@ def _sweep_from_args(args: argparse.Namespace):
     sweep = load_sweep_file(args.config) if args.config else load_preset(args.preset or DEFAULT_PRESET)
     return override(
         sweep,
+        track=args.track,
+        label_methods=args.label_methods,
         attacks=args.attacks,
         models=args.models,
         datasets=args.datasets,
@@ -72,37 +74,57 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def summary_rows(records: list[Record]) -> list[list[str]]:
+def summary_table(records: list[Record]) -> str:
+    """One line per run: the scenario, the status and the headline metrics."""
+    labels_only = all("label_method" in r.config for r in records)
     rows = []
     for r in records:
         s, m = r.config["scenario"], r.metrics
-        threat = ThreatModel.from_dict(s["threat"]).short()
-        rows.append([
-            r.config["attack"], s["model"], s["batch_size"], f"{s['repetition']:g}", threat, s["seed"], r.status,
-            _fmt(m.get("psnr")), _fmt(m.get("ssim"), 3), _fmt(m.get("lpips"), 3), _fmt(m.get("label_acc"), 3),
-            _fmt(r.cost.get("wall_s"), 1) if r.cost else "-",
-        ])
-    return rows
-
-
-SUMMARY_HEADERS = ["attack", "model", "B", "r", "threat", "seed", "status", "PSNR ↑", "SSIM ↑", "LPIPS ↓", "label acc ↑", "time s"]
+        row = [r.config.get("attack") or r.config.get("label_method"), s["model"], s["batch_size"], f"{s['repetition']:g}"]
+        if labels_only:
+            row += [s["seed"], r.status, _fmt(m.get("label_acc"), 3), _fmt(m.get("label_precision"), 3),
+                    _fmt(m.get("label_recall"), 3), _fmt(m.get("label_count_mae"), 3)]
+        else:
+            row += [ThreatModel.from_dict(s["threat"]).short(), s["seed"], r.status, _fmt(m.get("psnr")),
+                    _fmt(m.get("ssim"), 3), _fmt(m.get("lpips"), 3), _fmt(m.get("label_acc"), 3),
+                    _fmt(r.cost.get("wall_s"), 1) if r.cost else "-"]
+        rows.append(row)
+    if labels_only:
+        headers = ["method", "model", "B", "r", "seed", "status", "label acc ↑", "precision ↑", "recall ↑", "count MAE ↓"]
+    else:
+        headers = ["attack", "model", "B", "r", "threat", "seed", "status", "PSNR ↑", "SSIM ↑", "LPIPS ↓", "label acc ↑", "time s"]
+    return tabulate(rows, headers=headers)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     sweep = _sweep_from_args(args)
-    attacks = ATTACKS.select(sweep.attacks)
-    cells = expand(sweep, attacks)
+    if sweep.track == "labels":
+        methods = LABELS.select(sweep.label_methods)
+    else:
+        methods = ATTACKS.select(sweep.attacks)
+    cells = expand(sweep, methods)
     out_dir = Path(args.out or f"runs/{sweep.name}")
     validate(cells)
     check_writable(out_dir)
-    options = RunOptions(device=args.device, metric=MetricConfig(lpips_weights=args.lpips_weights))
-    print(f"{len(cells)} runs ({sweep.name}): {', '.join(attacks)} -> {out_dir}")
-    records = run_cells(cells, out_dir, options)
-    print(tabulate(summary_rows(records), headers=SUMMARY_HEADERS))
-    failed = [r for r in records if r.status == "failed"]
-    for r in failed:
-        print(f"failed: {r.config['attack']} ({r.run_id}): {r.error}")
-    return 1 if failed else 0
+    options = RunOptions(
+        device=args.device,
+        metric=MetricConfig(lpips_weights=args.lpips_weights),
+        resume=args.resume,
+        save_images=not args.no_images,
+    )
+    print(f"{len(cells)} runs ({sweep.name}, {sweep.track}): {', '.join(methods)} -> {out_dir}", flush=True)
+    progress = Progress(len(cells))
+    try:
+        records = run_cells(cells, out_dir, options, progress)
+    finally:
+        progress.close()
+    print(summary_table(records))
+    counts = {s: sum(r.status == s for r in records) for s in ("ok", "failed", "skipped")}
+    print(f"{counts['ok']}/{len(records)} ok, {counts['failed']} failed, {counts['skipped']} skipped; records in {out_dir}")
+    for r in records:
+        if r.status == "failed":
+            print(f"failed: {r.config.get('attack') or r.config.get('label_method')} ({r.run_id}): {r.error}")
+    return 1 if counts["failed"] else 0
 
 
 def cmd_case(args: argparse.Namespace) -> int:

@@ -114,10 +114,13 @@ def greedy_by_impact(
     return torch.tensor(labels, dtype=torch.int64)
 
 
-def cycled_ranking(ranking: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """The first `batch_size` entries of a class ranking, cycling through it again when B exceeds it."""
-    positions = torch.arange(batch_size) % ranking.numel()
-    return ranking.detach().cpu().long()[positions]
+def ranked_labels(ranking: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """The first `batch_size` classes of a ranking (distinct). When B exceeds the ranking's length, every
+    class once and the remaining slots repeat the top-ranked class: a rule that cannot count invents no
+    counts beyond its single most confident label."""
+    ranking = ranking.detach().cpu().long()
+    extra = max(batch_size - ranking.numel(), 0)
+    return torch.cat([ranking[:batch_size], ranking[:1].repeat(extra)])
 
 
 def row_sums(case: Case) -> torch.Tensor:

@@ -16,6 +16,7 @@ class Scenario:
 
     model_seed None means the model's initial weights are drawn from `seed` as well.
     train_steps > 0 trains the model here (seeded SGD on the dataset) before the leaked round.
+    client_memory "low" computes the client's update with bounded memory, exactly (bench.client_memory).
     """
 
     dataset: str = "embedded"
@@ -32,6 +33,7 @@ class Scenario:
     threat: ThreatModel = field(default_factory=ThreatModel)
     bn_mode: Literal["train", "eval"] = "train"
     loss_reduction: Literal["mean", "sum"] = "mean"
+    client_memory: Literal["full", "low"] = "full"
     seed: int = 0
     model_seed: int | None = None
 

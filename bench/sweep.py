@@ -28,7 +28,10 @@ class Sweep:
     """A grid. Every list field is one axis; `budget` caps every attack's iterations (None: the paper's)."""
 
     name: str = "custom"
+    description: str = ""
+    track: str = "attacks"
     attacks: tuple[str, ...] = ("all",)
+    label_methods: tuple[str, ...] = ("all",)
     models: tuple[str, ...] = ("convnet",)
     datasets: tuple[str, ...] = ("embedded",)
     data_path: str | None = None
@@ -48,16 +51,26 @@ class Sweep:
     train_steps: int = 0
 
 
+TRACKS = ("attacks", "labels")
+
+
 @dataclass(frozen=True)
 class Cell:
-    """One run of the sweep: an attack on a scenario with a budget."""
+    """One run of the sweep: an attack with a budget, or a label-recovery method, on a scenario."""
 
     scenario: Scenario
-    attack: str
-    budget: int | None
+    attack: str | None = None
+    budget: int | None = None
+    label_method: str | None = None
 
     def config(self) -> dict:
+        if self.label_method is not None:
+            return {"scenario": self.scenario.to_dict(), "label_method": self.label_method}
         return {"scenario": self.scenario.to_dict(), "attack": self.attack, "budget": self.budget}
+
+    @property
+    def method(self) -> str:
+        return self.label_method if self.label_method is not None else self.attack
 
     @property
     def run_id(self) -> str:
@@ -111,8 +124,13 @@ def override(sweep: Sweep, **values: Any) -> Sweep:
     return dataclasses.replace(sweep, **given)
 
 
-def expand(sweep: Sweep, attack_names: list[str]) -> list[Cell]:
-    """All cells of the grid, in a deterministic order (scenario-major, so a case is built once)."""
+def expand(sweep: Sweep, method_names: list[str]) -> list[Cell]:
+    """All cells of the grid, in a deterministic order (scenario-major, so a case is built once).
+
+    `method_names` are attacks for the attack track and label-recovery methods for the label track.
+    """
+    if sweep.track not in TRACKS:
+        raise BenchError(f"unknown track {sweep.track!r}; use {' or '.join(TRACKS)}")
     cells = []
     axes = itertools.product(
         sweep.datasets, sweep.models, sweep.batch_sizes, sweep.repetitions, sweep.labels_known, sweep.bn_stats, sweep.seeds
@@ -134,6 +152,9 @@ def expand(sweep: Sweep, attack_names: list[str]) -> list[Cell]:
             bn_mode=sweep.bn_mode,
             seed=int(seed),
         )
-        for attack in attack_names:
-            cells.append(Cell(scenario, attack, sweep.budgets.get(attack, sweep.budget)))
+        for name in method_names:
+            if sweep.track == "labels":
+                cells.append(Cell(scenario, label_method=name))
+            else:
+                cells.append(Cell(scenario, attack=name, budget=sweep.budgets.get(name, sweep.budget)))
     return cells

@@ -49,14 +49,16 @@ class Requirements:
     bn_stats: the BN-statistics levels the attack can run under ("running" means it needs at least
         the running statistics; "exact" needs the uploaded batch statistics).
     needs_bn_layers: the attack's prior is defined on BN layers, so a model without them is skipped.
+    max_batch_size: the largest batch the method is defined for (iDLG: 1), None for any.
     """
 
     labels_known: bool = False
     bn_stats: tuple[str, ...] = BN_LEVELS
     batch_size_known: bool = True
     needs_bn_layers: bool = False
+    max_batch_size: int | None = None
 
-    def incompatibility(self, threat: ThreatModel, model_has_bn: bool) -> str | None:
+    def incompatibility(self, threat: ThreatModel, model_has_bn: bool, batch_size: int = 1) -> str | None:
         """The reason this attack may not run under `threat`, or None when it may."""
         if self.labels_known and not threat.labels_known:
             return "attack requires known labels; threat model has labels unknown"
@@ -66,6 +68,8 @@ class Requirements:
             return "attack requires the batch size; threat model hides it"
         if self.needs_bn_layers and not model_has_bn:
             return "attack needs BN layers; the model has none"
+        if self.max_batch_size is not None and batch_size > self.max_batch_size:
+            return f"attack is defined for batches of at most {self.max_batch_size}; this batch has {batch_size}"
         return None
 
     def short(self) -> str:
@@ -73,4 +77,6 @@ class Requirements:
         parts.append("BN " + "/".join(self.bn_stats) if self.bn_stats != BN_LEVELS else "BN any")
         if self.needs_bn_layers:
             parts.append("BN layers")
+        if self.max_batch_size is not None:
+            parts.append(f"B <= {self.max_batch_size}")
         return ", ".join(parts)

@@ -245,10 +245,11 @@ def test_pair_by_label_changes_the_pairing_when_labels_are_recovered() -> None:
     true = a
     rec = a.flip(0)  # image-wise, rec 1 is true 0 and rec 0 is true 1
     s_img = score(Reconstruction(rec, torch.tensor([5, 6])), _secret(true, [5, 6]), NO_LPIPS)
-    s_lab = score(Reconstruction(rec, torch.tensor([5, 6])), _secret(true, [5, 6]), MetricConfig(lpips=False, pair_by_label=True))
+    by_label = MetricConfig(lpips=False, pair_by_label=True)
+    s_lab = score(Reconstruction(rec, torch.tensor([5, 6])), _secret(true, [5, 6]), by_label)
     assert s_img.per_image["assignment"] == [1, 0] and s_img.per_image["label_assigned"] == [6, 5]
     assert s_lab.per_image["assignment"] == [0, 1] and s_lab.per_image["label_assigned"] == [5, 6]
-    s_none = score(Reconstruction(rec, None), _secret(true, [5, 6]), MetricConfig(lpips=False, pair_by_label=True))
+    s_none = score(Reconstruction(rec, None), _secret(true, [5, 6]), by_label)
     assert s_none.per_image["assignment"] == [1, 0] and any("no labels" in n for n in s_none.notes)
 
 
@@ -348,7 +349,8 @@ def _reference_lpips(weights: Path, a: torch.Tensor, b: torch.Tensor) -> torch.T
         warnings.simplefilter("ignore")
         ref = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
     features = torchvision.models.alexnet(weights=None).features
-    features.load_state_dict({k[len("features.") :]: v for k, v in torch.load(weights, weights_only=True).items() if k.startswith("features.")})
+    state = torch.load(weights, weights_only=True)
+    features.load_state_dict({k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")})
     for part in (ref.net.slice1, ref.net.slice2, ref.net.slice3, ref.net.slice4, ref.net.slice5):
         for name, module in part.named_children():
             module.load_state_dict(features[int(name)].state_dict())
@@ -390,10 +392,13 @@ def test_lpips_matches_the_lpips_package_with_the_same_backbone(empty_hub: Path,
     assert same.per_image["lpips"] == pytest.approx([0.0] * 3, abs=1e-7)
 
 
-def test_lpips_weights_found_by_env_folder_and_hub_cache(empty_hub: Path, alex_weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lpips_weights_found_by_env_folder_and_hub_cache(
+    empty_hub: Path, alex_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     x = _crops(False, 40, 2)
     rec = _noisy(x, 0.1)
-    expected = score(Reconstruction(rec, None), _secret(x), MetricConfig(lpips_weights=str(alex_weights))).summary["lpips"]
+    explicit = MetricConfig(lpips_weights=str(alex_weights))
+    expected = score(Reconstruction(rec, None), _secret(x), explicit).summary["lpips"]
     assert expected is not None
     monkeypatch.setenv(lpips_offline.ENV_VAR, str(alex_weights.parent))  # a folder holding the file
     assert score(Reconstruction(rec, None), _secret(x)).summary["lpips"] == pytest.approx(expected)
@@ -412,7 +417,8 @@ def test_lpips_pairwise_matches_per_pair_forward(alex_weights: Path) -> None:
     grid = lp.pairwise(true, rec, chunk=2)
     direct = torch.stack([lp.pairs(true[i : i + 1].expand_as(rec), rec) for i in range(3)])
     assert torch.allclose(grid, direct, atol=1e-5)
-    s = score(Reconstruction(rec[[2, 0, 1]], None), _secret(rec[:3]), MetricConfig(pairing="lpips", lpips_weights=str(alex_weights)))
+    by_lpips = MetricConfig(pairing="lpips", lpips_weights=str(alex_weights))
+    s = score(Reconstruction(rec[[2, 0, 1]], None), _secret(rec[:3]), by_lpips)
     assert s.per_image["assignment"] == [1, 2, 0]
     assert s.summary["lpips"] == pytest.approx(0.0, abs=1e-6)
 

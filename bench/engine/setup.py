@@ -13,6 +13,7 @@ from bench.engine.collective import Collective, Shard, split_evenly
 from bench.engine.distances import GradientDistance
 from bench.engine.dummy_gradient import trainable_parameters
 from bench.engine.objective import Objective, Weights
+from bench.errors import BenchError
 
 
 @dataclass
@@ -73,6 +74,10 @@ def setup_attack(case: Case, device: torch.device | str = "cpu", collective: Col
     if collective is None or collective.world_size == 1:
         shard = Shard.whole(case.batch_size)
     else:
+        if case.batch_size < collective.world_size:
+            raise BenchError(
+                f"a batch of {case.batch_size} cannot be split over {collective.world_size} ranks; use at most {case.batch_size}"
+            )
         start, stop = split_evenly(case.batch_size, collective.world_size, collective.rank)
         shard = Shard(start, stop, case.batch_size, collective)
     model = case.build_model(device)

@@ -139,7 +139,7 @@ class Table:
                 row.label,
                 *(cell.text(self.digits) for cell in row.cells),
                 "-" if row.wall_s_mean is None else fixed(row.wall_s_mean, 1),
-                fixed(row.wall_h_total, 2),
+                _hours(row.wall_h_total),
             ]
             for row in self.rows
         ]
@@ -154,14 +154,19 @@ class Table:
     @property
     def footnote(self) -> str:
         c = self.counts()
-        runs = f"{c['ok'] + c['failed'] + c['skipped']} runs: {c['ok']} ok, {c['failed']} failed, {c['skipped']} skipped"
+        total = c["ok"] + c["failed"] + c["skipped"]
+        runs = f"{total} run{'' if total == 1 else 's'}: {c['ok']} ok, {c['failed']} failed, {c['skipped']} skipped"
         return " · ".join([runs, _listing("commit", self.commits), _listing("device", self.devices)])
+
+
+def _hours(hours: float) -> str:
+    return "<0.01" if 0 < hours < 0.005 else fixed(hours, 2)
 
 
 def _listing(name: str, counted: tuple[tuple[str, int], ...]) -> str:
     if len(counted) == 1:
         return f"{name} {counted[0][0]}"
-    return f"{name}s differ: " + ", ".join(f"{value} ({n} runs)" for value, n in counted)
+    return f"{name}s differ: " + ", ".join(f"{value} ({n} run{'' if n == 1 else 's'})" for value, n in counted)
 
 
 def _short_commit(commit: str | None) -> str:

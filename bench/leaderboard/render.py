@@ -88,6 +88,10 @@ def _number(value: float | None) -> str:
     return "" if value is None else repr(float(value))  # shortest text that reads back to the same float
 
 
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
 def render_csv(tables: Sequence[Table]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -95,7 +99,7 @@ def render_csv(tables: Sequence[Table]) -> str:
     for table in tables:
         g = table.group
         group = [
-            g.track, g.threat.labels_known, g.threat.bn_stats, g.threat.batch_size_known, g.dataset, g.model,
+            g.track, _bool(g.threat.labels_known), g.threat.bn_stats, _bool(g.threat.batch_size_known), g.dataset, g.model,
             g.image_size, g.fixed_axis, f"{g.fixed_value:g}", ";".join(g.settings), table.metric, table.better,
         ]
         for row in table.rows:

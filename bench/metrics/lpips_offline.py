@@ -49,7 +49,9 @@ def find_backbone_weights(net: str = "alex", explicit: str | os.PathLike | None 
         if path.is_dir():
             path = path / name
         if not path.is_file():
-            raise BenchError(f"LPIPS backbone weights not found at {path} (from {source}); expected torchvision's {name}")
+            raise BenchError(
+                f"LPIPS backbone weights not found at {path} (from {source}); expected torchvision's {name}"
+            )
         return path
     cached = Path(torch.hub.get_dir()) / "checkpoints" / name
     return cached if cached.is_file() else None
@@ -105,7 +107,8 @@ def _load(net: str, path: str, stamp: tuple[int, int], device: str) -> torch.nn.
         if source not in backbone:
             raise BenchError(f"{path} does not hold torchvision {net} ImageNet weights (no {source})")
         if backbone[source].shape != state[key].shape:
-            raise BenchError(f"{path}: {source} has shape {tuple(backbone[source].shape)}, expected {tuple(state[key].shape)}")
+            got, want = tuple(backbone[source].shape), tuple(state[key].shape)
+            raise BenchError(f"{path}: {source} has shape {got}, expected {want}")
         state[key] = backbone[source]
     model.load_state_dict(state, strict=True)
     model.eval().requires_grad_(False)
@@ -170,7 +173,9 @@ class Lpips:
         return torch.cat(rows).clamp(min=0.0).cpu()
 
 
-def open_lpips(config_net: str, explicit: str | None, image_shape: tuple[int, ...], device: torch.device | str) -> tuple[Lpips | None, str | None]:
+def open_lpips(
+    net: str, explicit: str | None, image_shape: tuple[int, ...], device: torch.device | str
+) -> tuple[Lpips | None, str | None]:
     """The LPIPS model for these images, or None and the reason it is unavailable.
 
     A missing backbone file also raises the once-per-process notice; an unusable image shape does not.
@@ -178,10 +183,11 @@ def open_lpips(config_net: str, explicit: str | None, image_shape: tuple[int, ..
     channels, height, width = image_shape[-3:]
     if channels not in (1, 3):
         return None, f"LPIPS unavailable: needs 1 or 3 channels, images have {channels}"
-    if min(height, width) < MIN_SIDE[config_net]:
-        return None, f"LPIPS unavailable: the {config_net} backbone needs images of at least {MIN_SIDE[config_net]} px, images are {height}x{width}"
-    weights = find_backbone_weights(config_net, explicit)
+    if min(height, width) < MIN_SIDE[net]:
+        size = f"{height}x{width}"
+        return None, f"LPIPS unavailable: the {net} backbone needs images of at least {MIN_SIDE[net]} px, got {size}"
+    weights = find_backbone_weights(net, explicit)
     if weights is None:
-        notify_missing_weights(config_net)
-        return None, missing_weights_notice(config_net)
-    return Lpips.load(config_net, weights, device), None
+        notify_missing_weights(net)
+        return None, missing_weights_notice(net)
+    return Lpips.load(net, weights, device), None

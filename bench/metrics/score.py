@@ -61,7 +61,8 @@ class Scores:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Scores":
-        return cls(data["summary"], data["per_image"], data["indices"], MetricConfig.from_dict(data["config"]), data["notes"])
+        config = MetricConfig.from_dict(data["config"])
+        return cls(data["summary"], data["per_image"], data["indices"], config, data["notes"])
 
 
 def _check(reconstruction: Reconstruction, secret: Secret) -> None:
@@ -74,7 +75,9 @@ def _check(reconstruction: Reconstruction, secret: Secret) -> None:
         raise BenchError("the reconstruction holds NaN or infinite pixels (the attack diverged)")
 
 
-def _pair_values(true: torch.Tensor, rec: torch.Tensor, pairs: list[tuple[int, int]], lp: Lpips | None, chunk: int) -> dict[tuple[int, int], dict[str, float | None]]:
+def _pair_values(
+    true: torch.Tensor, rec: torch.Tensor, pairs: list[tuple[int, int]], lp: Lpips | None, chunk: int
+) -> dict[tuple[int, int], dict[str, float | None]]:
     """MSE, PSNR, SSIM and LPIPS of each (true index, rec index) pair, in chunks to bound memory."""
     values: dict[tuple[int, int], dict[str, float | None]] = {}
     for s in range(0, len(pairs), chunk):
@@ -135,7 +138,7 @@ def score(reconstruction: Reconstruction, secret: Secret, config: MetricConfig |
         per_image[f"{name}_best_match"] = [values[(i, j)][name] for i, j in enumerate(best)]
     per_image["label"] = secret.labels.flatten().tolist()
     rec_labels = reconstruction.labels.flatten().tolist() if reconstruction.labels is not None else None
-    per_image["label_assigned"] = [rec_labels[j] if rec_labels is not None and j is not None else None for j in assigned]
+    per_image["label_assigned"] = [None if rec_labels is None or j is None else rec_labels[j] for j in assigned]
 
     summary: dict[str, float | None] = {name: _mean(per_image[name]) for name in IMAGE_METRICS}
     summary.update({f"{name}_best_match": _mean(per_image[f"{name}_best_match"]) for name in IMAGE_METRICS})

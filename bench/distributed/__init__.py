@@ -1,0 +1,34 @@
+"""Distributed gradient inversion: one dummy batch split over ranks, with exactly the single-process maths.
+
+- `collective`: `TorchCollective` (differentiable all-reduce over torch.distributed), `open_world`.
+- `sync_bn`: `synchronise_batchnorm`, train-mode BN with whole-batch statistics across ranks.
+- `client`: `distributed_leak`, the victim's update for a batch split over ranks (whole-batch BN statistics).
+- `gather`: `gather_batch`, the whole batch from every rank's rows.
+- `launch`: `spawn_local` (`--nproc N`), `world_from_env` (torchrun or a spawned rank), `is_writer`.
+
+Example:
+    >>> with world("cpu") as collective:  # None in a single process
+    ...     attack = create_attack(name, device="cpu", collective=collective)
+"""
+
+from bench.distributed.client import distributed_leak, shard_for
+from bench.distributed.collective import TorchCollective, close_world, open_world
+from bench.distributed.gather import gather_batch
+from bench.distributed.launch import is_writer, should_spawn, spawn_local, world, world_from_env
+from bench.distributed.sync_bn import SynchronisedBatchNorm, synchronise_batchnorm
+
+__all__ = [
+    "SynchronisedBatchNorm",
+    "TorchCollective",
+    "close_world",
+    "distributed_leak",
+    "gather_batch",
+    "is_writer",
+    "open_world",
+    "shard_for",
+    "should_spawn",
+    "spawn_local",
+    "synchronise_batchnorm",
+    "world",
+    "world_from_env",
+]

@@ -1,0 +1,111 @@
+"""PNG plots of tables (matplotlib's Agg canvas, no pyplot state): one line per row with 95% CI error bars.
+
+Shipped plots: PSNR against batch size, one line per attack; label accuracy against repetition rate, one
+line per label-recovery method (one plot per batch size). File names come from the group, so the same
+records always give the same files: `<metric>-vs-<axis>__<group slug>.png`.
+
+Example:
+    >>> write_plots(load_records(Path("runs/quick")), Path("leaderboard/plots"))
+"""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from bench.grid import GRID_FOLDER, save_attack_grid, write_bytes_atomic
+from bench.leaderboard.aggregate import ROW_AXES, Table, aggregate, axis_text
+from bench.metrics.catalog import METRICS
+from bench.record import Record
+
+FIGSIZE = (6.4, 4.0)  # inches; at DPI 100 a plot is 640 x 400 pixels
+DPI = 100
+X_LABELS = {"batch_size": "batch size B", "repetition": "label repetition rate r = 1 - U/B"}
+
+
+@dataclass(frozen=True)
+class PlotView:
+    rows: str
+    metric: str
+    columns: str
+
+
+PLOT_VIEWS: tuple[PlotView, ...] = (
+    PlotView("attack", "psnr", "batch_size"),
+    PlotView("label_method", "label_acc", "repetition"),
+)
+
+
+def plot_path(table: Table, out_dir: Path) -> Path:
+    return Path(out_dir) / f"{table.metric}-vs-{table.column_axis}__{table.group.slug()}.png"
+
+
+def plot_table(table: Table, path: Path) -> Path | None:
+    """One line per row (mean, CI error bars) over the table's columns; None when no cell has a value."""
+    series = []
+    for row in table.rows:
+        points = [(x, c.mean, c.ci95 or 0.0) for x, c in zip(table.columns, row.cells) if c.mean is not None]
+        if points:
+            series.append((row.label, points))
+    if not series:
+        return None
+    figure = Figure(figsize=FIGSIZE, dpi=DPI)
+    axes = figure.add_subplot()
+    for label, points in series:
+        xs, ys, errs = zip(*points)
+        axes.errorbar(xs, ys, yerr=errs, label=label, marker="o", markersize=4, capsize=3, linewidth=1.2)
+    if table.column_axis == "batch_size" and len(table.columns) > 1 and table.columns[-1] / table.columns[0] >= 4:
+        axes.set_xscale("log", base=2)
+    axes.set_xticks(table.columns, [axis_text(table.column_axis, c).split("=")[1] for c in table.columns])
+    unit = METRICS.get(table.metric).obj.unit
+    axes.set_xlabel(X_LABELS[table.column_axis])
+    axes.set_ylabel(f"{table.metric} {table.arrow}" + (f" ({unit})" if unit else ""))
+    axes.set_title(" · ".join(table.group.parts()), fontsize=8)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, title=ROW_AXES[table.row_axis], title_fontsize=7)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    FigureCanvasAgg(figure).print_png(buffer)
+    write_bytes_atomic(path, buffer.getvalue())
+    return path
+
+
+def find_run_grids(runs_dir: Path) -> dict[str, Path]:
+    """run id -> its grid, for every `grids/<run id>.png` below runs_dir (records may lie in subfolders)."""
+    found = sorted(p for p in Path(runs_dir).rglob("*.png") if p.parent.name == GRID_FOLDER)
+    return {p.stem: p for p in found}
+
+
+def write_attack_grids(records: Sequence[Record], run_grids: dict[str, Path], out_dir: Path) -> list[Path]:
+    """Per attack, its ok runs' grids stacked into `<out_dir>/grids/<attack>.png`, each captioned."""
+    found: dict[str, list[tuple[str, Path]]] = defaultdict(list)
+    for r in records:
+        if "attack" in r.config and r.status == "ok" and r.run_id in run_grids:
+            s = r.config["scenario"]
+            caption = f"{s['model']} B={s['batch_size']} r={s['repetition']:g} seed {s['seed']} ({r.run_id})"
+            found[str(r.config["attack"])].append((caption, run_grids[r.run_id]))
+    paths = []
+    for attack in sorted(found):
+        items = sorted(found[attack])
+        target = Path(out_dir) / GRID_FOLDER / f"{attack}.png"
+        paths.append(save_attack_grid([p for _, p in items], target, [c for c, _ in items]))
+    return paths
+
+
+def write_plots(records: Sequence[Record], out_dir: Path, views: Sequence[PlotView] = PLOT_VIEWS, runs_dir: Path | None = None) -> list[Path]:
+    """Every plot of `views` that has data, plus per-attack image grids when runs_dir holds run grids."""
+    written = []
+    for view in views:
+        for table in aggregate(records, view.rows, view.columns, view.metric):
+            path = plot_table(table, plot_path(table, out_dir))
+            if path is not None:
+                written.append(path)
+    if runs_dir is not None:
+        written += write_attack_grids(records, find_run_grids(runs_dir), out_dir)
+    return written

@@ -1,0 +1,72 @@
+"""The leaderboard of a runs folder: every table in one format, to a file or as text, and its plots.
+
+Example:
+    >>> text = write_leaderboard(Path("runs/quick"), None, "md")
+    >>> write_leaderboard(Path("runs/paper"), Path("leaderboard/paper.tex"), "latex", plots_dir=Path("leaderboard/plots"))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from bench.errors import BenchError
+from bench.leaderboard.aggregate import aggregate
+from bench.leaderboard.plots import write_plots
+from bench.leaderboard.render import EXTENSIONS, check_format, render
+from bench.leaderboard.runs import load_runs
+from bench.record import write_atomic
+
+
+@dataclass(frozen=True)
+class View:
+    """One family of tables: the track (rows), the metric and the column axis."""
+
+    rows: str
+    metric: str
+    columns: str
+
+
+DEFAULT_VIEWS: tuple[View, ...] = (
+    View("attack", "psnr", "batch_size"),
+    View("label_method", "label_acc", "repetition"),
+)
+
+
+def views_for(metrics: Sequence[str] | None = None, columns: str | None = None) -> tuple[View, ...]:
+    """Attack tables of `metrics` over `columns` (defaults: psnr over batch size), then the label track's."""
+    if not metrics and not columns:
+        return DEFAULT_VIEWS
+    attack = tuple(View("attack", m, columns or "batch_size") for m in (metrics or ["psnr"]))
+    return attack + DEFAULT_VIEWS[1:]
+
+
+def leaderboard_path(out: Path, format: str) -> Path:
+    """`out` itself, or `out/leaderboard.<ext>` when `out` is a folder (existing, or written with a slash)."""
+    out = Path(out)
+    if out.is_dir() or str(out).endswith(("/", "\\")):
+        return out / f"leaderboard.{EXTENSIONS[format]}"
+    return out
+
+
+def write_leaderboard(
+    runs_dir: Path,
+    out: Path | None = None,
+    format: str = "md",
+    plots_dir: Path | None = None,
+    views: Sequence[View] = DEFAULT_VIEWS,
+) -> str:
+    """Render the records under `runs_dir`; write the text to `out` (file or folder) when given, and PNG
+    plots and per-attack grids to `plots_dir` when given. Returns the text."""
+    check_format(format)
+    records = load_runs(Path(runs_dir))
+    tables = [t for v in views for t in aggregate(records, v.rows, v.columns, v.metric)]
+    if not tables:
+        raise BenchError(f"no records under {runs_dir} belong to the tables asked for ({', '.join(sorted({v.rows for v in views}))})")
+    text = render(tables, format)
+    if out is not None:
+        write_atomic(leaderboard_path(Path(out), format), text)
+    if plots_dir is not None:
+        write_plots(records, Path(plots_dir), runs_dir=Path(runs_dir))
+    return text
