@@ -69,11 +69,12 @@ def accumulate_bn_moments(model: nn.Module) -> Iterator[dict[str, list[torch.Ten
 
 
 def leak_in_chunks(
-    model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, loss: LossSpec, chunk: int = EVAL_CHUNK
+    model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, loss: LossSpec, chunk: int | None = None
 ) -> tuple[dict[str, torch.Tensor], dict[str, BatchNormStats]]:
     """The eval-mode update of the whole batch, accumulated over chunks of `chunk` samples."""
     if model.training and batchnorm_layers(model):
         raise ValueError("chunked gradients are exact only without train-mode BN; use the checkpointed path")
+    chunk = chunk or EVAL_CHUNK
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     total = [torch.zeros_like(p) for p in params.values()]
     scale = loss.per_sample_scale(len(inputs))

@@ -98,7 +98,8 @@ def grid_image(
     columns = min(n, columns or 16)
     chunks = math.ceil(n / columns)
     th, tw = h * scale, w * scale
-    canvas = Image.new("RGB", (pad + columns * (tw + pad), pad + 2 * chunks * (th + pad) + (chunks - 1) * pad), BACKGROUND)
+    size = (pad + columns * (tw + pad), pad + 2 * chunks * (th + pad) + (chunks - 1) * pad)
+    canvas = Image.new("RGB", size, BACKGROUND)
 
     def tile(pixels: np.ndarray | None) -> Image.Image:
         if pixels is None:
@@ -127,13 +128,16 @@ def save_grid(
 
 
 def stack_images(images: Sequence[Image.Image], captions: Sequence[str] | None = None, pad: int = 2) -> Image.Image:
-    """Images one above the other, left-aligned, each under its caption (a CAPTION_HEIGHT band) if given."""
+    """Images one above the other, left-aligned, each under its caption (a CAPTION_HEIGHT band) if given;
+    as wide as the widest image or caption."""
     if not images:
         raise BenchError("no grids to tile")
     if captions is not None and len(captions) != len(images):
         raise BenchError(f"{len(captions)} captions for {len(images)} grids")
     band = CAPTION_HEIGHT if captions is not None else 0
-    width = max(im.width for im in images)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_width = max((math.ceil(measure.textlength(c)) + 4 for c in captions), default=0) if captions else 0
+    width = max(text_width, *(im.width for im in images))  # a caption is never cut off
     canvas = Image.new("RGB", (width, sum(im.height + band for im in images) + pad * (len(images) - 1)), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     y = 0

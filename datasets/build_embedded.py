@@ -52,24 +52,47 @@ SOURCES = [
     Source("cell", "skimage", "data/cell.png", CC0, "quantitative phase image of a cell (Mueller et al. 2018)"),
     Source("chelsea", "skimage", "data/chelsea.png", CC0, "Chelsea the cat, photograph by Stefan van der Walt"),
     Source("clock", "skimage", "data/clock_motion.png", PD, "motion-blurred wall clock, by Stefan van der Walt"),
-    Source("coffee", "skimage", "data/coffee.png", CC0, "coffee cup, photograph by Rachel Michetti (Pikolo Espresso Bar)"),
-    Source("coins", "skimage", "data/coins.png", "no known copyright restrictions", "Greek coins from Pompeii, Brooklyn Museum"),
+    Source(
+        "coffee", "skimage", "data/coffee.png", CC0,
+        "coffee cup, photograph by Rachel Michetti (Pikolo Espresso Bar)",
+    ),
+    Source(
+        "coins", "skimage", "data/coins.png", "no known copyright restrictions",
+        "Greek coins from Pompeii, Brooklyn Museum",
+    ),
     Source("grass", "skimage", "data/grass.png", CC0, "DeviantArt 'Grass-01' by linolafett"),
     Source("gravel", "skimage", "data/gravel.png", CC0, "CC0Textures 'Gravel04'"),
-    Source("horse", "skimage", "data/horse.png", CC0, "horse silhouette (clip art, not a photograph), openclipart, Andreas Preuss"),
+    Source(
+        "horse", "skimage", "data/horse.png", CC0,
+        "horse silhouette (clip art, not a photograph), openclipart, Andreas Preuss",
+    ),
     Source("hubble_deep_field", "skimage", "data/hubble_deep_field.jpg", PD, "Hubble eXtreme Deep Field, NASA"),
-    Source("immunohistochemistry", "skimage", "data/ihc.png", "no known copyright restrictions", "IHC-stained colonic glands, CMMI"),
-    Source("microaneurysms", "skimage", "data/microaneurysms.png", CC0, "fundus detail, HRF database image 07_dr (Andreas Maier)"),
+    Source(
+        "immunohistochemistry", "skimage", "data/ihc.png", "no known copyright restrictions",
+        "IHC-stained colonic glands, CMMI",
+    ),
+    Source(
+        "microaneurysms", "skimage", "data/microaneurysms.png", CC0,
+        "fundus detail, HRF database image 07_dr (Andreas Maier)",
+    ),
     Source("moon", "skimage", "data/moon.png", "not stated by scikit-image", "surface of the moon"),
-    Source("motorcycle", "skimage", "data/motorcycle_left.png", "not stated by scikit-image", "Middlebury 2014 stereo, left view"),
+    Source(
+        "motorcycle", "skimage", "data/motorcycle_left.png", "not stated by scikit-image",
+        "Middlebury 2014 stereo, left view",
+    ),
     Source("page", "skimage", "data/page.png", "not stated by scikit-image", "scanned page of printed text"),
-    Source("retina", "skimage", "data/retina.jpg", CC0, "fundus photograph of a normal left eye, Mikael Haggstrom, Wikimedia"),
+    Source(
+        "retina", "skimage", "data/retina.jpg", CC0,
+        "fundus photograph of a normal left eye, Mikael Haggstrom, Wikimedia",
+    ),
     Source("rocket", "skimage", "data/rocket.jpg", PD, "Falcon 9 launch with DSCOVR, SpaceX"),
     Source("text", "skimage", "data/text.png", PD, "Wikipedia 'Corner.png'"),
     Source("china", "sklearn", "datasets/images/china.jpg", "CC BY 2.0", "Flickr, danielbuechele"),
     Source("flower", "sklearn", "datasets/images/flower.jpg", "CC BY 2.0", "Flickr, vultilion"),
 ]
-FACES = Source(FACE_CLASS, "skimage", "data/lfw_subset.npy", "not stated (LFW)", "Labeled Faces in the Wild, 25 x 25 crops")
+FACES = Source(
+    FACE_CLASS, "skimage", "data/lfw_subset.npy", "not stated (LFW)", "Labeled Faces in the Wild, 25 x 25 crops"
+)
 
 
 def package_dir(package: str) -> Path:

@@ -8,7 +8,8 @@ from bench.scenario import Scenario
 
 
 @pytest.mark.parametrize("bn_mode", ["train", "eval"])
-def test_low_memory_client_is_exact(bn_mode):
+def test_low_memory_client_is_exact(bn_mode, monkeypatch):
+    monkeypatch.setattr("bench.client_memory.EVAL_CHUNK", 4)  # 6 samples -> chunks of 4 and 2
     common = dict(model="resnet18", image_size=16, batch_size=6, repetition=0.5, bn_mode=bn_mode, seed=4)
     full, secret = simulate(Scenario(**common))
     low, secret_low = simulate(Scenario(**common, client_memory="low"))

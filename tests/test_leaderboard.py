@@ -244,6 +244,13 @@ def test_all_formats_render_deterministically(runs: Path, tmp_path: Path):
         assert (tmp_path / "out" / f"board.{fmt}").read_bytes() == text.encode() == out.encode()
 
 
+def test_out_may_name_a_folder(runs: Path, tmp_path: Path):
+    write_leaderboard(runs, f"{tmp_path / 'new'}/", "latex")  # a trailing slash: a folder to create
+    (tmp_path / "existing").mkdir()
+    write_leaderboard(runs, tmp_path / "existing", "csv")
+    assert (tmp_path / "new" / "leaderboard.tex").is_file() and (tmp_path / "existing" / "leaderboard.csv").is_file()
+
+
 def test_latex_escapes_plus_minus_and_specials(tmp_path: Path):
     save_record(make_record("dlg_v2", 4, 0, metrics={"psnr": 1.0}), tmp_path)
     save_record(make_record("dlg_v2", 4, 1, metrics={"psnr": 3.0}), tmp_path)
@@ -293,6 +300,12 @@ def test_user_errors_are_one_line(tmp_path: Path, runs: Path):
         with pytest.raises(BenchError, match=message) as err:
             call()
         assert "\n" not in str(err.value)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(BenchError, match="cannot write plots to"):
+        write_leaderboard(runs, format="md", plots_dir=blocker / "plots")
+    with pytest.raises(BenchError, match="cannot write"):
+        write_leaderboard(runs, blocker / "board.md", "md")
     copy = tmp_path / "runs" / "again"
     save_record(sweep_records()[0], copy)
     with pytest.raises(BenchError, match="recorded twice"):
@@ -371,7 +384,9 @@ def test_attack_grid_tiles_run_grids(runs: Path, tmp_path: Path):
     attack_grid = tmp_path / "plots" / "grids" / "dlg.png"
     assert attack_grid in written and not (tmp_path / "plots" / "grids" / "ig.png").exists()
     n = len(grids)
-    assert _png_size(attack_grid) == (one[0], n * (one[1] + 14) + 2 * (n - 1))  # caption bands of 14 px
+    width, height = _png_size(attack_grid)
+    assert height == n * (one[1] + 14) + 2 * (n - 1)  # caption bands of 14 px
+    assert width > one[0]  # widened so the captions fit
 
     from_arrays = save_attack_grid([(truth, truth, [0, 1]), (truth[:1], truth[:1], [0])], tmp_path / "arrays.png")
     assert _png_size(from_arrays) == (14, 14 + 2 + 14)  # the wider grid sets the width

@@ -271,6 +271,8 @@ def test_bad_reconstructions_are_refused_with_one_line() -> None:
     nan[0, 0, 0, 0] = float("nan")
     with pytest.raises(BenchError, match="NaN"):
         score(Reconstruction(nan, None), _secret(true), NO_LPIPS)
+    with pytest.raises(BenchError, match="labels"):
+        score(Reconstruction(true, torch.tensor([1, 2, 3])), _secret(true), NO_LPIPS)
     with pytest.raises(BenchError):
         MetricConfig(pairing="ssim")
 
@@ -473,3 +475,25 @@ def test_256_images_of_224_px_are_practical_on_cpu() -> None:
     elapsed = time.perf_counter() - start
     assert s.summary["psnr"] == pytest.approx(20.0, abs=0.5)
     assert elapsed < 120
+
+
+@pytest.mark.slow
+def test_vgg_lpips_matches_the_lpips_package(tmp_path: Path) -> None:
+    torch.manual_seed(7)
+    state = {k: v for k, v in torchvision.models.vgg16(weights=None).state_dict().items() if k.startswith("features.")}
+    path = tmp_path / BACKBONE_FILES["vgg"]
+    torch.save(state, path)
+    true = _crops(False, 32, 2, seed=4)
+    rec = _noisy(true, 0.2)
+    s = score(Reconstruction(rec, None), _secret(true), MetricConfig(lpips_net="vgg", lpips_weights=str(path)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)
+    features = torchvision.models.vgg16(weights=None).features
+    features.load_state_dict({k[len("features.") :]: v for k, v in state.items()})
+    for part in (ref.net.slice1, ref.net.slice2, ref.net.slice3, ref.net.slice4, ref.net.slice5):
+        for name, module in part.named_children():
+            module.load_state_dict(features[int(name)].state_dict())
+    with torch.no_grad():
+        expected = ref(true, rec, normalize=True).flatten().tolist()
+    assert s.per_image["lpips"] == pytest.approx(expected, abs=1e-5)

@@ -87,7 +87,8 @@ def _read_index(root: Path) -> dict:
         items, classes = index["items"], index["classes"]
         missing = [item["file"] for item in items if not (root / item["file"]).is_file()]
     except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise BenchError(f"{index_file} is not an embedded-dataset index ({error}); set --data-path correctly") from None
+        problem = f"{index_file} is not an embedded-dataset index ({error})"
+        raise BenchError(f"{problem}; set --data-path to a folder built by datasets/build_embedded.py") from None
     if not items or not classes:
         raise BenchError(f"{index_file} lists no images; rebuild it with datasets/build_embedded.py")
     if missing:

@@ -81,7 +81,8 @@ class Group:
 
     def parts(self) -> list[str]:
         threat = self.threat.short() + ("" if self.threat.batch_size_known else ", batch size hidden")
-        return [threat, self.dataset, self.model, f"{self.image_size} px", axis_text(self.fixed_axis, self.fixed_value), *self.settings]
+        fixed_axis = axis_text(self.fixed_axis, self.fixed_value)
+        return [threat, self.dataset, self.model, f"{self.image_size} px", fixed_axis, *self.settings]
 
     def slug(self) -> str:
         """A file-name-safe, deterministic name for this group."""
@@ -215,12 +216,14 @@ def _cell(records: list[Record], metric: str) -> CellStats:
     return CellStats(values, status["ok"], status["failed"], status["skipped"])
 
 
-def _row(method: str, budget: int | None, label: str, columns: tuple[float, ...], by_column: dict[float, list[Record]], metric: str) -> Row:
+def _row(
+    label: str, key: tuple[str, int | None], columns: tuple[float, ...], by_column: dict[float, list[Record]], metric: str
+) -> Row:
     runs = [r for c in columns for r in by_column.get(c, [])]
-    walls = sorted(float(r.cost["wall_s"]) for r in runs if r.cost and isinstance(r.cost.get("wall_s"), (int, float)))
+    walls = sorted(float(r.cost["wall_s"]) for r in runs if isinstance((r.cost or {}).get("wall_s"), (int, float)))
     return Row(
-        method,
-        budget,
+        key[0],
+        key[1],
         label,
         tuple(_cell(by_column.get(c, []), metric) for c in columns),
         math.fsum(walls) / len(walls) if walls else None,
@@ -230,6 +233,26 @@ def _row(method: str, budget: int | None, label: str, columns: tuple[float, ...]
 
 def _counted(values: Iterable[str]) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(Counter(values).items()))
+
+
+def _table(group: Group, runs: list[Record], rows: str, columns: str, metric: str) -> Table:
+    column_values = tuple(sorted({float(r.config["scenario"][columns]) for r in runs}))
+    cells: dict[tuple[str, int | None], dict[float, list[Record]]] = defaultdict(lambda: defaultdict(list))
+    for r in runs:
+        cells[(_method(r)[1], r.config.get("budget"))][float(r.config["scenario"][columns])].append(r)
+    keys = sorted(cells, key=lambda k: (k[0], -1 if k[1] is None else k[1]))
+    budgets = Counter(method for method, _ in keys)
+
+    def label(method: str, budget: int | None) -> str:
+        # a method run at several budgets gets one row per budget, named by it
+        return method if budgets[method] == 1 else f"{method} ({'default' if budget is None else budget} it)"
+
+    return Table(
+        group, metric, rows, columns, column_values,
+        tuple(_row(label(*key), key, column_values, cells[key], metric) for key in keys),
+        _counted(_short_commit(r.environment.get("git_commit")) for r in runs),
+        _counted(str(r.environment.get("device") or "unknown") for r in runs),
+    )
 
 
 def aggregate(
@@ -252,23 +275,4 @@ def aggregate(
         track, _ = _method(record)
         if track == rows:
             grouped[_group(record, track, columns)].append(record)
-
-    tables = []
-    for group in sorted(grouped, key=Group.sort_key):
-        runs = grouped[group]
-        column_values = tuple(sorted({float(r.config["scenario"][columns]) for r in runs}))
-        cells: dict[tuple[str, int | None], dict[float, list[Record]]] = defaultdict(lambda: defaultdict(list))
-        for r in runs:
-            cells[(_method(r)[1], r.config.get("budget"))][float(r.config["scenario"][columns])].append(r)
-        keys = sorted(cells, key=lambda k: (k[0], -1 if k[1] is None else k[1]))
-        budgets = Counter(method for method, _ in keys)
-        table_rows = tuple(
-            _row(m, b, m if budgets[m] == 1 else f"{m} ({b if b is not None else 'default'} it)", column_values, cells[(m, b)], metric)
-            for m, b in keys
-        )
-        tables.append(Table(
-            group, metric, rows, columns, column_values, table_rows,
-            _counted(_short_commit(r.environment.get("git_commit")) for r in runs),
-            _counted(str(r.environment.get("device") or "unknown") for r in runs),
-        ))
-    return tables
+    return [_table(group, grouped[group], rows, columns, metric) for group in sorted(grouped, key=Group.sort_key)]

@@ -16,9 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
 from bench.grid import GRID_FOLDER, save_attack_grid, write_bytes_atomic
 from bench.leaderboard.aggregate import ROW_AXES, Table, aggregate, axis_text
 from bench.metrics.catalog import METRICS
@@ -55,6 +52,10 @@ def plot_table(table: Table, path: Path) -> Path | None:
             series.append((row.label, points))
     if not series:
         return None
+    # imported here so that loading the leaderboard (and the CLI) does not pay for matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=FIGSIZE, dpi=DPI)
     axes = figure.add_subplot()
     for label, points in series:
@@ -84,21 +85,24 @@ def find_run_grids(runs_dir: Path) -> dict[str, Path]:
 
 def write_attack_grids(records: Sequence[Record], run_grids: dict[str, Path], out_dir: Path) -> list[Path]:
     """Per attack, its ok runs' grids stacked into `<out_dir>/grids/<attack>.png`, each captioned."""
-    found: dict[str, list[tuple[str, Path]]] = defaultdict(list)
+    found: dict[str, list[tuple[tuple, str, Path]]] = defaultdict(list)
     for r in records:
         if "attack" in r.config and r.status == "ok" and r.run_id in run_grids:
             s = r.config["scenario"]
-            caption = f"{s['model']} B={s['batch_size']} r={s['repetition']:g} seed {s['seed']} ({r.run_id})"
-            found[str(r.config["attack"])].append((caption, run_grids[r.run_id]))
+            order = (s["dataset"], s["model"], s["batch_size"], s["repetition"], s["seed"], r.run_id)
+            caption = f"{s['model']} B={s['batch_size']} r={s['repetition']:g} seed {s['seed']} ({r.run_id[:8]})"
+            found[str(r.config["attack"])].append((order, caption, run_grids[r.run_id]))
     paths = []
     for attack in sorted(found):
-        items = sorted(found[attack])
+        items = [(caption, path) for _, caption, path in sorted(found[attack])]
         target = Path(out_dir) / GRID_FOLDER / f"{attack}.png"
         paths.append(save_attack_grid([p for _, p in items], target, [c for c, _ in items]))
     return paths
 
 
-def write_plots(records: Sequence[Record], out_dir: Path, views: Sequence[PlotView] = PLOT_VIEWS, runs_dir: Path | None = None) -> list[Path]:
+def write_plots(
+    records: Sequence[Record], out_dir: Path, views: Sequence[PlotView] = PLOT_VIEWS, runs_dir: Path | None = None
+) -> list[Path]:
     """Every plot of `views` that has data, plus per-attack image grids when runs_dir holds run grids."""
     written = []
     for view in views:

@@ -37,7 +37,8 @@ CSV_HEADERS = [
 
 def _grid(table: Table, tablefmt: str) -> str:
     align = ("left", *("right",) * (len(table.headers()) - 1))
-    return tabulate(table.text_rows(), headers=table.headers(), tablefmt=tablefmt, disable_numparse=True, colalign=align)
+    # numbers stay text: tabulate must not re-format "2.00 ± 0.40" or "0.50"
+    return tabulate(table.text_rows(), table.headers(), tablefmt=tablefmt, disable_numparse=True, colalign=align)
 
 
 def _latex_symbols(text: str) -> str:
@@ -85,7 +86,8 @@ def render_html(tables: Sequence[Table]) -> str:
 
 
 def _number(value: float | None) -> str:
-    return "" if value is None else repr(float(value))  # shortest text that reads back to the same float
+    # 12 significant digits: far below any metric's noise, and free of float noise like 15.699999999999998
+    return "" if value is None else f"{value:.12g}"
 
 
 def _bool(value: bool) -> str:
@@ -99,8 +101,8 @@ def render_csv(tables: Sequence[Table]) -> str:
     for table in tables:
         g = table.group
         group = [
-            g.track, _bool(g.threat.labels_known), g.threat.bn_stats, _bool(g.threat.batch_size_known), g.dataset, g.model,
-            g.image_size, g.fixed_axis, f"{g.fixed_value:g}", ";".join(g.settings), table.metric, table.better,
+            g.track, _bool(g.threat.labels_known), g.threat.bn_stats, _bool(g.threat.batch_size_known),
+            g.dataset, g.model, g.image_size, g.fixed_axis, f"{g.fixed_value:g}", ";".join(g.settings), table.metric, table.better,
         ]
         for row in table.rows:
             for column, cell in zip(table.columns, row.cells):

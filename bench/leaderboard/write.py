@@ -2,11 +2,12 @@
 
 Example:
     >>> text = write_leaderboard(Path("runs/quick"), None, "md")
-    >>> write_leaderboard(Path("runs/paper"), Path("leaderboard/paper.tex"), "latex", plots_dir=Path("leaderboard/plots"))
+    >>> write_leaderboard(Path("runs/paper"), Path("leaderboard/paper.tex"), "latex", Path("leaderboard/plots"))
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -42,31 +43,41 @@ def views_for(metrics: Sequence[str] | None = None, columns: str | None = None) 
     return attack + DEFAULT_VIEWS[1:]
 
 
-def leaderboard_path(out: Path, format: str) -> Path:
-    """`out` itself, or `out/leaderboard.<ext>` when `out` is a folder (existing, or written with a slash)."""
-    out = Path(out)
-    if out.is_dir() or str(out).endswith(("/", "\\")):
-        return out / f"leaderboard.{EXTENSIONS[format]}"
-    return out
+def leaderboard_path(out: str | Path, format: str) -> Path:
+    """`out` itself, or `out/leaderboard.<ext>` when `out` is a folder (existing, or a str ending in a slash)."""
+    if Path(out).is_dir() or str(out).endswith(("/", os.sep)):
+        return Path(out) / f"leaderboard.{EXTENSIONS[format]}"
+    return Path(out)
 
 
 def write_leaderboard(
-    runs_dir: Path,
-    out: Path | None = None,
+    runs_dir: str | Path,
+    out: str | Path | None = None,
     format: str = "md",
-    plots_dir: Path | None = None,
+    plots_dir: str | Path | None = None,
     views: Sequence[View] = DEFAULT_VIEWS,
 ) -> str:
     """Render the records under `runs_dir`; write the text to `out` (file or folder) when given, and PNG
-    plots and per-attack grids to `plots_dir` when given. Returns the text."""
+    plots and per-attack grids to `plots_dir` when given. Returns the text.
+
+    Every file is written atomically; a folder that cannot be written is a BenchError naming it.
+    """
     check_format(format)
     records = load_runs(Path(runs_dir))
     tables = [t for v in views for t in aggregate(records, v.rows, v.columns, v.metric)]
     if not tables:
-        raise BenchError(f"no records under {runs_dir} belong to the tables asked for ({', '.join(sorted({v.rows for v in views}))})")
+        tracks = ", ".join(sorted({v.rows for v in views}))
+        raise BenchError(f"no records under {runs_dir} belong to the tables asked for ({tracks})")
     text = render(tables, format)
     if out is not None:
-        write_atomic(leaderboard_path(Path(out), format), text)
+        path = leaderboard_path(out, format)
+        try:
+            write_atomic(path, text)
+        except OSError as err:
+            raise BenchError(f"cannot write {path}: {err.strerror or err}") from None
     if plots_dir is not None:
-        write_plots(records, Path(plots_dir), runs_dir=Path(runs_dir))
+        try:
+            write_plots(records, Path(plots_dir), runs_dir=Path(runs_dir))
+        except OSError as err:
+            raise BenchError(f"cannot write plots to {plots_dir}: {err.strerror or err}") from None
     return text

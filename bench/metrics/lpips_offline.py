@@ -85,6 +85,7 @@ def _torch_load(path: Path, what: str) -> dict[str, torch.Tensor]:
     return state
 
 
+# cached per file version (path, mtime, size) and device; the model is frozen and never handed out mutable
 @functools.lru_cache(maxsize=4)
 def _load(net: str, path: str, stamp: tuple[int, int], device: str) -> torch.nn.Module:
     import lpips  # imported lazily: only needed when LPIPS is computed
@@ -163,13 +164,13 @@ class Lpips:
         rec_sq = [torch.cat(ns)[None, :] for ns in rec_norms]
         rows = []
         for s in range(0, true.shape[0], chunk):
-            total = torch.zeros(0)
+            layers = []
             for layer, (w, f) in enumerate(zip(weights, self._features(true[s : s + chunk]))):
                 fw = (f * w).flatten(1)
                 f_sq = (fw * f.flatten(1)).sum(1, keepdim=True)
                 d = (f_sq + rec_sq[layer] - 2.0 * fw @ rec_flat[layer].T).double() / (f.shape[2] * f.shape[3])
-                total = d if layer == 0 else total + d
-            rows.append(total)
+                layers.append(d)
+            rows.append(torch.stack(layers).sum(0))
         return torch.cat(rows).clamp(min=0.0).cpu()
 
 

@@ -71,6 +71,9 @@ def _check(reconstruction: Reconstruction, secret: Secret) -> None:
         raise BenchError(f"reconstructed images have shape {tuple(rec.shape)}, true images {tuple(true.shape)}")
     if rec.shape[0] == 0:
         raise BenchError("the reconstruction holds no images")
+    labels = reconstruction.labels
+    if labels is not None and labels.numel() != rec.shape[0]:
+        raise BenchError(f"the reconstruction has {rec.shape[0]} images but {labels.numel()} labels")
     if not torch.isfinite(rec).all():
         raise BenchError("the reconstruction holds NaN or infinite pixels (the attack diverged)")
 
