@@ -66,7 +66,9 @@ class E2EGIConfig:
     label_method: str = "e2egi"  # used when the threat model hides the labels
 
 
-@register_attack("e2egi-no-mlco", description="E2EGI base inversion alone: one seed, same budget, no MLCO", mlco=False, n_seed=1)
+@register_attack(
+    "e2egi-no-mlco", description="E2EGI base inversion alone: one seed, same budget, no MLCO", mlco=False, n_seed=1
+)
 @register_attack("e2egi", description="E2EGI: cosine + TV + exact BN inversion with 8-seed minimum-loss combination")
 class E2EGI(Attack):
     Config = E2EGIConfig
@@ -80,8 +82,10 @@ class E2EGI(Attack):
         budget = cfg.iterations if budget is None else budget
         if budget < 1:
             raise BenchError(f"the iteration budget must be at least 1, got {budget}")
-        if cfg.n_seed < 1 or (cfg.mlco and cfg.n_seed < 2):
-            raise BenchError(f"n_seed must be at least {2 if cfg.mlco else 1} (MLCO combines seeds), got {cfg.n_seed}")
+        seeds_ok = cfg.n_seed >= 2 if cfg.mlco else cfg.n_seed == 1
+        if not seeds_ok:
+            need = "at least 2 (MLCO combines seeds)" if cfg.mlco else "1 without MLCO"
+            raise BenchError(f"n_seed must be {need}, got {cfg.n_seed}")
         if case.bn_prior() is None:
             raise BenchError("e2egi needs BN statistics (exact or running); the threat model gives none")
         setup = setup_attack(case, self.device, self.collective)
@@ -90,31 +94,11 @@ class E2EGI(Attack):
         generator = setup.generator(seed)
         seeds = [setup.random_images(generator) for _ in range(cfg.n_seed)]
         plan = self._plan(budget)
-        objectives = self._objectives(setup, plan)
-        counter = _Progress(progress)
-
-        def optimise(images: torch.Tensor, stage: Stage, consensus: torch.Tensor | None) -> LoopResult:
-            loop = LoopConfig(
-                iterations=stage.iterations,
-                optimizer="adam",
-                schedule=Schedule("cosine", lr=stage.lr_start, lr_end=stage.lr_stop),
-                signed=cfg.signed,
-                boxed=cfg.boxed,
-                noise=stage.noise,
-                keep_best=cfg.keep_best,
-            )
-            variables = Variables(images.detach().clone(), labels=labels)
-            return run_loop(
-                objectives[stage.group], variables, loop, setup.box, consensus, generator, counter.stage()
-            )
+        optimise = _StageRunner(cfg, setup, self._objectives(setup, plan), labels, generator, _Progress(progress))
 
         extra = {"labels": label_source, "n_seed": cfg.n_seed, "stage_plan": [s.to_dict() for s in plan]}
         if cfg.mlco:
-
-            def gradient_loss(images: torch.Tensor) -> float:
-                return objectives[0.0].gradient_loss(images, labels)
-
-            result = run_mlco(seeds, plan, optimise, gradient_loss, setup.shard)
+            result = run_mlco(seeds, plan, optimise, optimise.gradient_loss, setup.shard)
             images, trace, iterations, final_loss = result.images, result.trace, result.iterations, result.gradient_loss
             extra["stages"] = result.stages
         else:
@@ -152,6 +136,36 @@ class E2EGI(Attack):
         distance = GradientDistance(cfg.distance)
         groups = {0.0} | {stage.group for stage in plan}
         return {g: setup.objective(distance, replace(weights, group=g), bn=True) for g in groups}
+
+
+@dataclass
+class _StageRunner:
+    """Runs one stage of the base inversion from given images (which it leaves untouched)."""
+
+    cfg: E2EGIConfig
+    setup: AttackSetup
+    objectives: dict[float, Objective]  # by Group weight
+    labels: torch.Tensor
+    generator: torch.Generator
+    progress: _Progress
+
+    def __call__(self, images: torch.Tensor, stage: Stage, consensus: torch.Tensor | None) -> LoopResult:
+        loop = LoopConfig(
+            iterations=stage.iterations,
+            optimizer="adam",
+            schedule=Schedule("cosine", lr=stage.lr_start, lr_end=stage.lr_stop),
+            signed=self.cfg.signed,
+            boxed=self.cfg.boxed,
+            noise=stage.noise,
+            keep_best=self.cfg.keep_best,
+        )
+        variables = Variables(images.detach().clone(), labels=self.labels)
+        objective = self.objectives[stage.group]
+        return run_loop(objective, variables, loop, self.setup.box, consensus, self.generator, self.progress.stage())
+
+    def gradient_loss(self, images: torch.Tensor) -> float:
+        """The whole batch's gradient loss alone, for comparing candidate batches."""
+        return self.objectives[0.0].gradient_loss(images, self.labels)
 
 
 class _Progress:

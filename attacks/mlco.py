@@ -22,8 +22,8 @@ to E, so a budget below the paper's has about its 8 inner rounds (E = 240: 72 + 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
 
 import torch
 
@@ -146,7 +146,7 @@ def combine(
 
 
 # optimise(images, stage, consensus) runs one stage of the base inversion from `images` (left untouched)
-Optimise = Callable[[torch.Tensor, Stage, "torch.Tensor | None"], LoopResult]
+Optimise = Callable[[torch.Tensor, Stage, torch.Tensor | None], LoopResult]
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Command line: `python -m bench run|ls|case ...` (the `bench` console script is the same)."""
+"""Command line: `python -m bench run|ls|case|leaderboard|check ...` (the `bench` console script is the same)."""
 
 from __future__ import annotations
 
@@ -90,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_scenario_flags(make, many=False)
     show = case_sub.add_parser("show", help="print a case's summary")
     show.add_argument("folder")
+
+    board = sub.add_parser("leaderboard", help="render tables (and plots) from a folder of records")
+    board.add_argument("--runs", required=True, help="folder of records (subfolders included)")
+    board.add_argument("--format", default="md", choices=("md", "latex", "csv", "html"))
+    board.add_argument("--out", help="file, or folder for leaderboard.<ext>, to write (default: stdout)")
+    board.add_argument("--plots", help="folder for PNG plots and per-attack image grids")
+    board.add_argument("--metrics", type=_names, help="metrics of the attack tables, comma-separated (default psnr)")
+    board.add_argument("--columns", choices=("batch_size", "repetition"), help="column axis of the attack tables (default batch_size)")
     return parser
 
 

@@ -151,3 +151,15 @@ def cmd_case(args: argparse.Namespace) -> int:
     print(f"wrote {folder}")
     print(case.summary())
     return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from bench.leaderboard import views_for, write_leaderboard
+
+    # args.out stays a string: a trailing slash means "folder" and Path() would drop it.
+    text = write_leaderboard(
+        args.runs, args.out, args.format, plots_dir=args.plots, views=views_for(args.metrics, args.columns)
+    )
+    if args.out is None:
+        print(text, end="")
+    return 0

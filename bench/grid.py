@@ -7,8 +7,8 @@ one-to-one reconstructions beneath (a grey tile where an image has no partner). 
     width  = pad + columns * (W * scale + pad)
     height = pad + 2 * chunks * (H * scale + pad) + (chunks - 1) * pad
 
-A run's grid lives at `run_grid_path(runs_dir, run_id)`; `save_attack_grid` stacks several runs' grids
-(one attack across scenarios) into one image for the leaderboard.
+A run's grid lies next to its record, `run_grid_path(runs_dir, run_id)` = `<runs_dir>/<run_id>.png`;
+`save_attack_grid` stacks several runs' grids (one attack across scenarios) into one image.
 
 Example:
     >>> save_grid(rec.images, secret.images, scores.per_image["assignment"], Path("grid.png"))
@@ -20,23 +20,24 @@ import io
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from bench.errors import BenchError
 
-GRID_FOLDER = "grids"
+GRID_FOLDER = "grids"  # the leaderboard's per-attack grids, inside its plots folder
 BACKGROUND = (255, 255, 255)
 MISSING = (160, 160, 160)
 CAPTION_HEIGHT = 14
 
 
 def run_grid_path(runs_dir: Path, run_id: str) -> Path:
-    """Where the grid of one run is kept, next to its record."""
-    return Path(runs_dir) / GRID_FOLDER / f"{run_id}.png"
+    """Where the grid of one run is kept: next to its record `<run_id>.json`."""
+    return Path(runs_dir) / f"{run_id}.png"
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

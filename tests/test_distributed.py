@@ -56,6 +56,10 @@ OBJECTIVES = {
     "cos_bn": ("cosine", 0.1, False),
     "cos_bn_soft": ("cosine", 0.1, True),
 }
+# every distance x BN prior on both BN modes with unequal shards, a sample with equal shards
+PAIRS = [(c, o) for c in ("train5", "eval5") for o in ("l2sq", "l2sq_bn", "cos", "cos_bn")]
+PAIRS += [("train5", "l2_bn"), ("train5", "cos_bn_soft"), ("eval5", "l2"), ("train4", "l2sq_bn"), ("train4", "cos")]
+PAIRS += [("eval4", "cos_bn"), ("eval4", "cos_bn_soft")]
 ATTACK_CASE, ATTACK_ITERATIONS = "train5", 8
 
 
@@ -72,8 +76,21 @@ def _scenario(bn_mode: str, batch_size: int) -> Scenario:
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = torch.as_tensor(a).double(), torch.as_tensor(b).double()
+    a, b = torch.as_tensor(a).detach().double(), torch.as_tensor(b).detach().double()
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+
+def assert_gradients_close(got: list[torch.Tensor], want: list[torch.Tensor], names: list[str]) -> None:
+    """Relative error of the whole update, and of each tensor against the update's scale.
+
+    Per-tensor relative errors are meaningless for tensors whose exact gradient is zero (a conv bias
+    before train-mode BN), where both sides are rounding noise.
+    """
+    flat_got, flat_want = torch.cat([g.flatten() for g in got]), torch.cat([w.flatten() for w in want])
+    assert rel_err(flat_got, flat_want) < REL
+    scale = float(flat_want.double().norm())
+    for name, g, w in zip(names, got, want):
+        assert float((g.double() - w.double()).norm()) < REL * scale, name
 
 
 # ---- what both the ranks and the reference compute ----------------------------------------------------
@@ -138,8 +155,8 @@ def _rank_main(rank: int, world_size: int, port: int, folder: str) -> None:
         results: dict[str, torch.Tensor] = {}
         for case_name in CASES:
             case = load_case(Path(folder) / case_name)
-            for name, spec in OBJECTIVES.items():
-                for key, value in evaluate_objective(case, collective, *spec).items():
+            for name in [o for c, o in PAIRS if c == case_name]:
+                for key, value in evaluate_objective(case, collective, *OBJECTIVES[name]).items():
                     results[f"objective/{case_name}/{name}/{key}"] = value
             for key, value in client_update(case, load_secret(Path(folder) / case_name), collective).items():
                 results[f"client/{case_name}/{key}"] = value
@@ -177,8 +194,7 @@ def world_results(tmp_path_factory) -> dict:
 # ---- exactness of the objective -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("objective", list(OBJECTIVES))
-@pytest.mark.parametrize("case_name", list(CASES))
+@pytest.mark.parametrize("case_name,objective", PAIRS)
 def test_sharded_objective_equals_single_process(world_results, case_name: str, objective: str) -> None:
     case, _ = world_results["cases"][case_name]
     reference = evaluate_objective(case, None, *OBJECTIVES[objective])
@@ -226,8 +242,8 @@ def test_batch_smaller_than_world_is_refused(world_results) -> None:
 def test_distributed_client_equals_single_process_client(world_results, case_name: str) -> None:
     case, _ = world_results["cases"][case_name]  # built by bench.client.simulate on the whole batch
     ranks = [{k.split("/", 2)[2]: v for k, v in r.items() if k.startswith(f"client/{case_name}/")} for r in world_results["ranks"]]
-    for name, grad in case.gradients.items():
-        assert rel_err(ranks[0][f"grad/{name}"], grad) < REL, name
+    names = list(case.gradients)
+    assert_gradients_close([ranks[0][f"grad/{n}"] for n in names], list(case.gradients.values()), names)
     assert case.bn_stats
     for name, stats in case.bn_stats.items():
         # the whole batch's statistics, not rank 0's shard's
@@ -294,8 +310,8 @@ def test_synchronised_bn_matches_bn_in_one_process(train: bool) -> None:
     direction = torch.randn(out_plain.shape, generator=torch.Generator().manual_seed(2))
     g_plain = torch.autograd.grad((out_plain * direction).sum(), [x] + list(plain.parameters()))
     g_synced = torch.autograd.grad((out_synced * direction).sum(), [x] + list(synced.parameters()))
-    for a, b in zip(g_synced, g_plain):
-        assert rel_err(a, b) < REL
+    assert rel_err(g_synced[0], g_plain[0]) < REL  # w.r.t. the input
+    assert_gradients_close(list(g_synced[1:]), list(g_plain[1:]), [n for n, _ in plain.named_parameters()])
     for key, value in plain.state_dict().items():  # running statistics update as BN's do
         assert rel_err(synced.state_dict()[key], value) < REL or torch.equal(synced.state_dict()[key], value), key
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
+from itertools import pairwise
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import attacks.mlco as mlco
+from attacks import e2egi, mlco
 from attacks.e2egi import E2EGI, E2EGIConfig
 from attacks.mlco import Stage, combine, inner_length, run_mlco, stage_plan
 from bench.attack import ATTACKS, create_attack
@@ -27,11 +28,29 @@ from bench.scenario import Scenario
 from bench.threat import ThreatModel
 
 LR, LR_END = 0.1046, 1e-3
-TINY = dict(model="convnet", model_options={"width": 4}, image_size=16, batch_size=4)
+TINY = {"model": "convnet", "model_options": {"width": 4}, "image_size": 16, "batch_size": 4}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # these models are tiny: one thread is fastest, and it keeps a shared machine's cores from thrashing
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def batch_loss(setup):
+    """The whole batch's cosine gradient loss for the case's known labels (no second-order graph)."""
+    objective = setup.objective(GradientDistance("cosine"))
+    labels = setup.labels()
+    return lambda images: objective.gradient_loss(images, labels)
 
 
 def tiny_case(seed: int = 0, labels_known: bool = True, **changes):
-    scenario = Scenario(**{**TINY, **changes}, seed=seed, threat=ThreatModel(labels_known=labels_known, bn_stats="exact"))
+    scenario = Scenario(
+        **{**TINY, **changes}, seed=seed, threat=ThreatModel(labels_known=labels_known, bn_stats="exact")
+    )
     return simulate(scenario)
 
 
@@ -54,7 +73,7 @@ def test_stage_plan_matches_the_paper_at_24000():
     assert [s.lr_start for s in plan] == pytest.approx(boundaries[:-1], abs=1e-12)
     assert [s.lr_stop for s in plan] == pytest.approx(boundaries[1:], abs=1e-12)
     assert plan[-1].lr_stop == 0.001
-    for a, b in zip(plan, plan[1:]):
+    for a, b in pairwise(plan):
         assert a.lr_stop == b.lr_start  # continuous across stages
     # every round moves the lr by the same 1000/24800 of the range
     assert plan[1].lr_start - plan[1].lr_stop == pytest.approx(width * 1000 / total, abs=1e-12)
@@ -76,7 +95,7 @@ def test_stage_plan_keeps_the_paper_shape_for_small_budgets():
         assert len(plan) >= 3, "at least one inner round"
         assert all(s.iterations >= 1 for s in plan)
         assert plan[0].lr_start == LR and plan[-1].lr_stop == LR_END
-        assert all(a.lr_stop == b.lr_start and a.lr_start > a.lr_stop for a, b in zip(plan, plan[1:]))
+        assert all(a.lr_stop == b.lr_start and a.lr_start > a.lr_stop for a, b in pairwise(plan))
 
 
 def test_stage_plan_rejects_an_empty_budget():
@@ -147,35 +166,39 @@ def test_combination_on_real_gradient_losses(bn_mode):
     for seed in range(3):
         case, _ = tiny_case(seed, bn_mode=bn_mode, batch_size=3)
         setup = setup_attack(case)
-        objective = setup.objective(GradientDistance("cosine"))
+        loss = batch_loss(setup)
         g = setup.generator(seed)
         candidates = [setup.random_images(g) for _ in range(4)]
-        loss = lambda images: objective.gradient_loss(images, setup.labels())  # noqa: E731
         losses = [loss(c) for c in candidates]
         result = combine(candidates, losses, loss, setup.shard)
         assert result.gradient_loss <= min(losses)
         assert result.gradient_loss == pytest.approx(loss(result.images), abs=1e-6)
 
 
-def test_combination_picks_planted_true_images():
-    """Seed s holds the true image in slot s and noise elsewhere: the combination is the true batch."""
-    for seed in range(3):
+def test_combination_picks_a_planted_true_image():
+    """The best seed is the true batch with slot i disturbed; the other seeds are heavily disturbed copies,
+    one of which holds the true image in slot i. The combination swaps in exactly that image (zero loss)."""
+    for seed in range(5):
         case, secret = tiny_case(seed)
         setup = setup_attack(case)
-        objective = setup.objective(GradientDistance("cosine"))
+        loss = batch_loss(setup)
         truth = case.normalization.normalize(secret.images)
-        g = setup.generator(seed)
-        candidates = []
-        for s in range(case.batch_size):
-            batch = setup.random_images(g)
-            batch[s] = truth[s]
-            candidates.append(batch)
-        candidates.append(setup.random_images(g))  # a seed of pure noise
-        loss = lambda images: objective.gradient_loss(images, setup.labels())  # noqa: E731
-        result = combine(candidates, [loss(c) for c in candidates], loss, setup.shard)
-        assert result.choices == list(range(case.batch_size))
-        assert torch.equal(result.images, truth)
-        assert result.gradient_loss < 1e-5
+        g = torch.Generator().manual_seed(seed)
+        for slot in range(case.batch_size):
+            planted = 1 + (seed + slot) % 4
+            start = truth.clone()
+            start[slot] += 0.3 * torch.randn(truth[slot].shape, generator=g)
+            candidates = [start]
+            for s in range(1, 5):
+                candidates.append(truth + torch.randn(truth.shape, generator=g))
+                if s == planted:
+                    candidates[s][slot] = truth[slot]
+            losses = [loss(c) for c in candidates]
+            assert min(losses) == losses[0] and losses[0] > 0.1
+            result = combine(candidates, losses, loss, setup.shard)
+            assert result.choices == [planted if i == slot else 0 for i in range(case.batch_size)]
+            assert torch.equal(result.images, truth)
+            assert result.gradient_loss < 1e-5
 
 
 class ThreadCollective:
@@ -276,7 +299,7 @@ def test_final_stage_starts_from_the_latest_combination(monkeypatch):
     final_calls = [c for c in calls if c[0] == "final"]
     assert len(final_calls) == 1
     assert torch.equal(final_calls[0][1], combinations[-1])
-    last_round_consensus = [c[2] for c in calls if c[0] == plan[-2].name][0]
+    last_round_consensus = next(c[2] for c in calls if c[0] == plan[-2].name)
     assert not torch.equal(final_calls[0][1], last_round_consensus)
     # each round pulls toward the combination made just before it; init and final have no consensus
     for r, stage in enumerate(plan[1:-1]):
@@ -288,6 +311,33 @@ def test_final_stage_starts_from_the_latest_combination(monkeypatch):
     assert [r["name"] for r in result.stages] == [s.name for s in plan]
 
 
+def test_attack_final_run_starts_from_the_latest_combination(monkeypatch):
+    """The real attack, spied on: what each engine loop starts from, and the combinations made."""
+    combinations, loops = [], []
+    real_combine, real_loop = mlco.combine, e2egi.run_loop
+
+    def spy_combine(*args, **kwargs):
+        result = real_combine(*args, **kwargs)
+        combinations.append(result.images.clone())
+        return result
+
+    def spy_loop(objective, variables, config, box=None, consensus=None, generator=None, progress=None):
+        loops.append((variables.images.clone(), config.noise, objective.weights.group, consensus))
+        return real_loop(objective, variables, config, box, consensus, generator, progress)
+
+    monkeypatch.setattr(mlco, "combine", spy_combine)
+    monkeypatch.setattr(e2egi, "run_loop", spy_loop)
+    case, _ = tiny_case(3, batch_size=2)
+    create_attack("e2egi").reconstruct(case, budget=10, seed=0)
+    plan = stage_plan(10, LR, LR_END)
+    assert len(loops) == 8 * (len(plan) - 1) + 1 and len(combinations) == len(plan) - 1
+    start, noise, group, consensus = loops[-1]
+    assert torch.equal(start, combinations[-1]) and (noise, group, consensus) == (0.0, 0.0, None)
+    for r in range(1, len(plan) - 1):  # each round's seeds pull toward the combination before it
+        for _, noise, group, consensus in loops[8 * r : 8 * (r + 1)]:
+            assert (noise, group) == (0.2, 0.01) and torch.equal(consensus, combinations[r - 1])
+
+
 # ---- the attack -----------------------------------------------------------------------------------------
 
 
@@ -297,9 +347,10 @@ def test_registered_variants_and_requirements():
     assert full.config == E2EGIConfig()
     assert (single.config.mlco, single.config.n_seed) == (False, 1)
     assert replace(single.config, mlco=True, n_seed=8) == full.config  # nothing else differs
-    cfg = full.config
-    assert (cfg.iterations, cfg.lr, cfg.tv, cfg.bn, cfg.signed, cfg.boxed) == (24_000, 0.1046, 0.0114, 0.0357, True, True)
-    assert (cfg.lr_end, cfg.noise, cfg.group, cfg.n_seed, cfg.t_in, cfg.keep_best) == (1e-3, 0.2, 0.01, 8, 1000, True)
+    paper = {"iterations": 24_000, "lr": 0.1046, "tv": 0.0114, "bn": 0.0357, "signed": True, "boxed": True,
+             "lr_end": 1e-3, "noise": 0.2, "group": 0.01, "n_seed": 8, "t_in": 1000, "keep_best": True,
+             "distance": "cosine", "input_norm": 0.0}  # fmt: skip
+    assert {k: getattr(full.config, k) for k in paper} == paper
     req = E2EGI.requires
     assert req.incompatibility(ThreatModel(bn_stats="exact"), True) is None
     assert req.incompatibility(ThreatModel(bn_stats="running"), True) is None
@@ -328,8 +379,9 @@ def test_attack_end_to_end_with_known_labels():
     assert len(rec.loss_trace) == sum(s.iterations for s in plan)
 
 
-def test_no_mlco_runs_one_seed_for_the_whole_budget():
-    case, _ = tiny_case(1, batch_size=2)
+@pytest.mark.parametrize("bn_stats", ["exact", "running"])
+def test_no_mlco_runs_one_seed_for_the_whole_budget(bn_stats):
+    case, _ = simulate(Scenario(**{**TINY, "batch_size": 2}, threat=ThreatModel(labels_known=True, bn_stats=bn_stats)))
     rec = create_attack("e2egi-no-mlco").reconstruct(case, budget=7, seed=0)
     assert rec.iterations == 7 and len(rec.loss_trace) == 7
     assert rec.extra["stage_plan"] == [Stage("base", 7, LR, LR_END, 0.2, 0.0).to_dict()]
@@ -353,6 +405,8 @@ def test_attack_rejects_bad_budgets_and_missing_bn_statistics():
         create_attack("e2egi").reconstruct(case, budget=0)
     with pytest.raises(BenchError):
         create_attack("e2egi", n_seed=1).reconstruct(case, budget=3)
+    with pytest.raises(BenchError):
+        create_attack("e2egi-no-mlco", n_seed=2).reconstruct(case, budget=3)
     blind, _ = simulate(Scenario(**{**TINY, "batch_size": 2}, threat=ThreatModel(labels_known=True, bn_stats="none")))
     with pytest.raises(BenchError):
         create_attack("e2egi").reconstruct(blind, budget=3)

@@ -133,8 +133,8 @@ def test_aggregate_cells_from_saved_records(runs: Path):
     assert ig.cells[1].n_skipped == ig.cells[1].n_total == 1
 
     assert table.text_rows() == [
-        ["dlg", "2.00 ± 2.48", "5.00 ± – (1/2)", "3.0", "<0.01"],
-        ["ig", "7.00 ± –", "skipped", "5.0", "<0.01"],
+        ["dlg", "2.00 ± 2.48", "5.00 ± – (1/2)", "3.00", "<0.01"],
+        ["ig", "7.00 ± –", "skipped", "5.00", "<0.01"],
     ]
     assert dlg.wall_s_mean == 3.0 and dlg.wall_h_total == pytest.approx(12.0 / 3600)
     assert table.footnote == "7 runs: 5 ok, 1 failed, 1 skipped · commit 0123456789 · device cpu"
@@ -158,7 +158,7 @@ def test_groups_split_what_must_not_be_averaged():
         make_record("dlg", 4, 1, metrics={"psnr": 12.0}),
         make_record("dlg", 4, 0, metrics={"psnr": 30.0}, labels_known=True),
         make_record("dlg", 4, 0, metrics={"psnr": 20.0}, repetition=0.5),
-        make_record("dlg", 4, 0, metrics={"psnr": 40.0}, train_steps=100),
+        make_record("dlg", 4, 0, metrics={"psnr": 40.0}, train_steps=100, model_options={"width": 8}),
         make_record("dlg", 4, 0, metrics={"psnr": 50.0}, bn_stats="none"),
         make_record("dlg", 4, 0, metrics={"psnr": 60.0}, budget=20),
     ]
@@ -168,9 +168,10 @@ def test_groups_split_what_must_not_be_averaged():
         "labels known, BN exact · embedded · convnet · 32 px · r=0 · psnr ↑ (dB)",
         "labels unknown, BN none · embedded · convnet · 32 px · r=0 · psnr ↑ (dB)",
         "labels unknown, BN exact · embedded · convnet · 32 px · r=0 · psnr ↑ (dB)",
-        "labels unknown, BN exact · embedded · convnet · 32 px · r=0 · train_steps=100 · psnr ↑ (dB)",
+        "labels unknown, BN exact · embedded · convnet · 32 px · r=0 · model_options.width=8 · train_steps=100 · psnr ↑ (dB)",
         "labels unknown, BN exact · embedded · convnet · 32 px · r=0.5 · psnr ↑ (dB)",
     ]
+    assert tables[3].group.slug() == "attack_labels-unknown_bn-exact_embedded_convnet_32-px_r=0_model_options.width=8_train_steps=100"
     seeds = tables[2]
     assert [r.label for r in seeds.rows] == ["dlg (10 it)", "dlg (20 it)"]  # budgets are separate rows
     assert seeds.rows[0].cells[0].values == (10.0, 12.0)
@@ -222,8 +223,8 @@ Cells: mean ± 95% CI over seeds (Student t, n-1 dof; ± – for a single seed);
 
 | attack (psnr ↑)   |         B=4 |            B=8 |   s/run |   total h |
 |-------------------|-------------|----------------|---------|-----------|
-| dlg               | 2.00 ± 2.48 | 5.00 ± – (1/2) |     3.0 |     <0.01 |
-| ig                |    7.00 ± – |        skipped |     5.0 |     <0.01 |
+| dlg               | 2.00 ± 2.48 | 5.00 ± – (1/2) |    3.00 |     <0.01 |
+| ig                |    7.00 ± – |        skipped |    5.00 |     <0.01 |
 
 7 runs: 5 ok, 1 failed, 1 skipped · commit 0123456789 · device cpu
 """
@@ -270,7 +271,7 @@ def test_csv_keeps_numbers_apart(runs: Path):
     assert float(dlg4["mean"]) == 2.0 and float(dlg4["ci95"]) == pytest.approx(2.484, abs=1e-3)
     assert (dlg4["n_ok"], dlg4["n_total"], dlg4["metric"], dlg4["better"]) == ("3", "3", "psnr", "higher")
     dlg8 = next(r for r in rows if r["method"] == "dlg" and r["column_value"] == "8")
-    assert (dlg8["mean"], dlg8["ci95"], dlg8["n_values"], dlg8["n_failed"], dlg8["n_total"]) == ("5.0", "", "1", "1", "2")
+    assert (dlg8["mean"], dlg8["ci95"], dlg8["n_values"], dlg8["n_failed"], dlg8["n_total"]) == ("5", "", "1", "1", "2")
     ig8 = next(r for r in rows if r["method"] == "ig" and r["column_value"] == "8")
     assert (ig8["mean"], ig8["n_skipped"], ig8["n_total"]) == ("", "1", "1")
 
@@ -348,7 +349,10 @@ def test_grid_layout_and_pixels(tmp_path: Path):
     assert [p.name for p in path.parent.iterdir()] == ["grid.png"]  # no temporary file left behind
 
     image = np.asarray(Image.open(path).convert("RGB"))
-    to8 = lambda x: np.rint(x.transpose(1, 2, 0) * 255).astype(np.uint8)  # noqa: E731
+
+    def to8(pixels: np.ndarray) -> np.ndarray:
+        return np.rint(pixels.transpose(1, 2, 0) * 255).astype(np.uint8)
+
     assert np.array_equal(image[2:10, 2:8], to8(truth[0]))
     assert np.array_equal(image[12:20, 2:8], to8(rec[2]))  # true image 0's partner, beneath it
     assert np.array_equal(image[12:20, 18:24], np.broadcast_to(np.array(MISSING, np.uint8), (8, 6, 3)))  # image 2: none

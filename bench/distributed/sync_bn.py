@@ -80,10 +80,16 @@ class SynchronisedBatchNorm(_BatchNorm):
                     unbiased = var * (count / (count - 1).clamp_min(1))
                     self.running_mean.lerp_(mean.to(self.running_mean), momentum)
                     self.running_var.lerp_(unbiased.to(self.running_var), momentum)
-            shape = (1, -1) + (1,) * (x.dim() - 2)
-            y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+            # per-channel scale and shift, then one fused op over the activations: a single activation-sized
+            # result in the graph (a second-order backward keeps every intermediate alive)
+            scale = torch.rsqrt(var + self.eps)
             if self.affine:
-                y = y * self.weight.view(shape) + self.bias.view(shape)
+                scale = scale * self.weight
+            shift = -mean * scale
+            if self.affine:
+                shift = shift + self.bias
+            shape = (1, -1) + (1,) * (x.dim() - 2)
+            y = torch.addcmul(shift.view(shape), x, scale.view(shape))
         if "drop" in self._modules:
             y = self.drop(y)
         if "act" in self._modules:

@@ -3,19 +3,21 @@
 Per iteration: evaluate the objective, back-propagate, optionally replace the image gradient by its sign,
 step (Adam or L-BFGS) at the scheduled learning rate, project onto the valid box, optionally add
 Langevin-style noise lr_t * alpha_n * N(0, 1) and project again. Optionally keep the iterate with the
-lowest gradient loss (the best iterate) instead of the last one.
+lowest gradient loss (the best iterate) instead of the last one. A `refresh_consensus` callback may
+replace the group-consistency target after any iteration (GradInversion's periodically refreshed mean).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 
 from bench.attack import Progress
 from bench.engine.collective import Shard
 from bench.engine.objective import Objective
+from bench.engine.seed_group import SeedGroup
 from bench.engine.schedule import Schedule
 from bench.errors import BenchError
 
@@ -56,21 +58,38 @@ class LoopResult:
     iterations: int
 
 
+def iteration_budget(budget: int | None, paper: int) -> int:
+    """The iterations to run: the caller's `budget`, or the paper's count when it is None."""
+    iterations = paper if budget is None else budget
+    if iterations < 1:
+        raise BenchError(f"the iteration budget must be at least 1, got {iterations}")
+    return iterations
+
+
 def noise_like(images: torch.Tensor, shard: Shard, generator: torch.Generator) -> torch.Tensor:
     """N(0, 1) noise for this shard, drawn for the whole batch so every world size draws the same numbers."""
     whole = torch.randn((shard.total, *images.shape[1:]), generator=generator, device=generator.device)
     return shard.take(whole).to(images)
 
 
+ConsensusRefresh = Callable[[int, torch.Tensor], torch.Tensor | None]
+
+
 def run_loop(
-    objective: Objective,
+    objective: Objective | SeedGroup,
     variables: Variables,
     config: LoopConfig,
     box: tuple[torch.Tensor, torch.Tensor] | None = None,
     consensus: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     progress: Progress | None = None,
+    refresh_consensus: ConsensusRefresh | None = None,
 ) -> LoopResult:
+    """Optimise `variables` for `config.iterations` steps (fewer when `config.stop_below` is reached).
+
+    `refresh_consensus(done, images)` is called after every iteration with the number of iterations done
+    and the current images (detached); a tensor it returns becomes the consensus from the next iteration on.
+    """
     for leaf in variables.leaves():
         leaf.requires_grad_(True)
     if config.optimizer == "adam":
@@ -117,6 +136,9 @@ def run_loop(
                 if box is not None and config.boxed:
                     _project(variables.images, box)
         done = t + 1
+        if refresh_consensus is not None:
+            fresh = refresh_consensus(done, variables.images.detach())
+            consensus = consensus if fresh is None else fresh
         loss = last["gradient_loss"]
         trace.append(loss)
         if evaluated is not None and loss < best_loss:

@@ -64,6 +64,14 @@ class AttackSetup:
             return None
         return self.shard.take(self.case.labels.to(self.device))
 
+    def whole_batch(self, images: torch.Tensor) -> torch.Tensor:
+        """The whole batch on every rank from this shard's rows (the rows themselves in a single process)."""
+        if not self.shard.distributed:
+            return images
+        whole = images.new_zeros((self.shard.total, *images.shape[1:]))
+        whole[self.shard.start : self.shard.stop] = images.detach()
+        return self.shard.collective.all_sum_values(whole)
+
     def to_pixels(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.case.normalization.denormalize(inputs.detach()).clamp(0, 1)
 

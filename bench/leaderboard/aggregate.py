@@ -18,9 +18,10 @@ import json
 import math
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Iterable, Literal
+from typing import Literal
 
 from bench.errors import BenchError
 from bench.leaderboard.stats import CellStats, fixed
@@ -53,10 +54,13 @@ def axis_text(axis: str, value: float) -> str:
     return f"{COLUMN_AXES[axis]}={value:g}"
 
 
-def _setting_text(name: str, value: object) -> str:
+def _setting_texts(name: str, value: object) -> list[str]:
+    """'train_steps=100'; a mapping gives one 'name.key=value' per key ('model_options.width=8')."""
+    if isinstance(value, dict):
+        return [text for key in sorted(value) for text in _setting_texts(f"{name}.{key}", value[key])]
     if name == "weights" and isinstance(value, str):
         value = PurePath(value).name  # the file, not where it lies on one machine
-    return f"{name}={value if isinstance(value, (str, int, float)) else json.dumps(value, sort_keys=True)}"
+    return [f"{name}={value if isinstance(value, (str, int, float)) else json.dumps(value, sort_keys=True)}"]
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ class Group:
     def slug(self) -> str:
         """A file-name-safe, deterministic name for this group."""
         text = "_".join([self.track, *self.parts()]).lower().replace(", ", "_").replace(" ", "-")
-        return re.sub(r"[^a-z0-9.=_-]+", "-", text).strip("-")
+        return re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9.=_-]+", "-", text)).strip("-")
 
 
 @dataclass(frozen=True)
@@ -139,8 +143,8 @@ class Table:
             [
                 row.label,
                 *(cell.text(self.digits) for cell in row.cells),
-                "-" if row.wall_s_mean is None else fixed(row.wall_s_mean, 1),
-                _hours(row.wall_h_total),
+                "-" if row.wall_s_mean is None else _small(row.wall_s_mean),
+                _small(row.wall_h_total),
             ]
             for row in self.rows
         ]
@@ -160,8 +164,9 @@ class Table:
         return " · ".join([runs, _listing("commit", self.commits), _listing("device", self.devices)])
 
 
-def _hours(hours: float) -> str:
-    return "<0.01" if 0 < hours < 0.005 else fixed(hours, 2)
+def _small(value: float) -> str:
+    """Two decimals; a positive amount that would print as 0.00 shows as <0.01 (it was not free)."""
+    return "<0.01" if 0 < value < 0.005 else fixed(value, 2)
 
 
 def _listing(name: str, counted: tuple[tuple[str, int], ...]) -> str:
@@ -191,9 +196,10 @@ def _group(record: Record, track: str, columns: str) -> Group:
         threat = ThreatModel.from_dict(scenario["threat"])
         fixed_axis = "repetition" if columns == "batch_size" else "batch_size"
         settings = tuple(
-            _setting_text(k, v)
+            text
             for k, v in sorted(scenario.items())
             if k not in _NAMED_FIELDS and (k not in _DEFAULTS or v != _DEFAULTS[k])
+            for text in _setting_texts(k, v)
         )
         return Group(
             track, threat, str(scenario["dataset"]), str(scenario["model"]), int(scenario["image_size"]),

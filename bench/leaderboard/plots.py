@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import io
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from bench.grid import GRID_FOLDER, save_attack_grid, write_bytes_atomic
 from bench.leaderboard.aggregate import ROW_AXES, Table, aggregate, axis_text
@@ -77,10 +77,9 @@ def plot_table(table: Table, path: Path) -> Path | None:
     return path
 
 
-def find_run_grids(runs_dir: Path) -> dict[str, Path]:
-    """run id -> its grid, for every `grids/<run id>.png` below runs_dir (records may lie in subfolders)."""
-    found = sorted(p for p in Path(runs_dir).rglob("*.png") if p.parent.name == GRID_FOLDER)
-    return {p.stem: p for p in found}
+def find_run_grids(runs_dir: Path, run_ids: set[str]) -> dict[str, Path]:
+    """run id -> its grid `<run id>.png`, anywhere below runs_dir (records may lie in subfolders)."""
+    return {p.stem: p for p in sorted(Path(runs_dir).rglob("*.png")) if p.stem in run_ids}
 
 
 def write_attack_grids(records: Sequence[Record], run_grids: dict[str, Path], out_dir: Path) -> list[Path]:
@@ -111,5 +110,5 @@ def write_plots(
             if path is not None:
                 written.append(path)
     if runs_dir is not None:
-        written += write_attack_grids(records, find_run_grids(runs_dir), out_dir)
+        written += write_attack_grids(records, find_run_grids(runs_dir, {r.run_id for r in records}), out_dir)
     return written

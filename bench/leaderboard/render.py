@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import html
 import io
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from tabulate import LATEX_ESCAPE_RULES, tabulate
 

@@ -8,9 +8,9 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from bench.errors import BenchError
 from bench.leaderboard.aggregate import aggregate

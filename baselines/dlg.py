@@ -1,0 +1,72 @@
+"""DLG: Deep Leakage from Gradients (Zhu, Liu & Han, NeurIPS 2019; mit-han-lab/dlg).
+
+Dummy images and dummy label logits are optimised together so that the gradient of the client's loss on
+them (soft cross-entropy against softmax of the logits) matches the leaked gradient in squared L2 distance
+summed over all parameters. L-BFGS, no regulariser, no box, no restart. The labels returned are the argmax
+of the optimised logits. The attacker of the paper does not know the labels, so known labels are not used.
+
+Example:
+    >>> rec = create_attack("dlg").reconstruct(case, budget=100, seed=0)
+    >>> rec.labels, rec.extra["gradient_loss"]
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from bench.attack import Attack, Progress, Reconstruction, register_attack
+from bench.case import Case
+from bench.engine.distances import GradientDistance
+from bench.engine.loop import LoopConfig, Variables, iteration_budget, run_loop
+from bench.engine.schedule import Schedule
+from bench.engine.setup import setup_attack
+from bench.threat import Requirements
+
+
+@dataclass(frozen=True)
+class DLGConfig:
+    """DLG's settings, from the authors' script (mit-han-lab/dlg, `main.py`).
+
+    iterations: 300 outer L-BFGS steps (`for iters in range(300)`), each up to PyTorch's default 20
+        inner iterations; `budget` replaces this count.
+    lr: 1 (`torch.optim.LBFGS([dummy_data, dummy_label], lr=1)`), PyTorch defaults otherwise.
+    init_space: dummy images ~ N(0, 1) in pixel space, as the script feeds `ToTensor()` images to the
+        model with no normalisation; "input" draws N(0, 1) in the model's normalised input space instead.
+    Label logits start at N(0, 1) (`torch.randn(gt_onehot_label.size())`), drawn after the images.
+    """
+
+    iterations: int = 300
+    lr: float = 1.0
+    init_space: Literal["pixel", "input"] = "pixel"
+
+
+@register_attack("dlg", description="DLG: joint images + soft labels, squared L2 gradient match, L-BFGS (Zhu et al. 2019)")
+class DLG(Attack):
+    Config = DLGConfig
+    requires = Requirements()
+
+    def reconstruct(
+        self, case: Case, budget: int | None = None, seed: int = 0, progress: Progress | None = None
+    ) -> Reconstruction:
+        begin = time.perf_counter()
+        cfg = self.config
+        iterations = iteration_budget(budget, cfg.iterations)
+        setup = setup_attack(case, self.device, self.collective)
+        generator = setup.generator(seed)
+        images = setup.random_images(generator, space=cfg.init_space)
+        logits = torch.randn((setup.shard.size, case.num_classes), generator=generator, device=setup.device)
+        objective = setup.objective(GradientDistance("l2_squared"))
+        loop = LoopConfig(iterations, optimizer="lbfgs", schedule=Schedule("constant", lr=cfg.lr), boxed=False)
+        result = run_loop(objective, Variables(images, label_logits=logits), loop, progress=progress)
+        return Reconstruction(
+            images=setup.to_pixels(result.images),
+            labels=result.label_logits.argmax(dim=1),
+            loss_trace=result.trace,
+            iterations=result.iterations,
+            wall_time=time.perf_counter() - begin,
+            extra={"gradient_loss": result.gradient_loss, "labels": "optimised"},
+        )
