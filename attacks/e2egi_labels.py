@@ -36,6 +36,10 @@ def e2egi_rule(scores: torch.Tensor, batch_size: int) -> torch.Tensor:
     return greedy_by_impact(scores, -e2egi_impact(scores, batch_size), batch_size)
 
 
-@LABELS.register("e2egi", description="E2EGI: negative dW row sums once, then argmin with N*max(g)/B added", needs=("dW", "B"))
+@LABELS.register(
+    "e2egi",
+    description="E2EGI: negative dW row sums once, then argmin with N * max(g) / B added",
+    needs=("dW", "B"),
+)
 def recover(case: Case) -> torch.Tensor:
     return e2egi_rule(row_sums(case), case.batch_size)

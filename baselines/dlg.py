@@ -22,8 +22,9 @@ from bench.attack import Attack, Progress, Reconstruction, register_attack
 from bench.case import Case
 from bench.engine.distances import GradientDistance
 from bench.engine.loop import LoopConfig, Variables, iteration_budget, run_loop
+from bench.engine.objective import Objective
 from bench.engine.schedule import Schedule
-from bench.engine.setup import setup_attack
+from bench.engine.setup import AttackSetup, setup_attack
 from bench.threat import Requirements
 
 
@@ -59,7 +60,7 @@ class DLG(Attack):
         generator = setup.generator(seed)
         images = setup.random_images(generator, space=cfg.init_space)
         logits = torch.randn((setup.shard.size, case.num_classes), generator=generator, device=setup.device)
-        objective = setup.objective(GradientDistance("l2_squared"))
+        objective = self.objective(setup)
         loop = LoopConfig(iterations, optimizer="lbfgs", schedule=Schedule("constant", lr=cfg.lr), boxed=False)
         result = run_loop(objective, Variables(images, label_logits=logits), loop, progress=progress)
         return Reconstruction(
@@ -68,5 +69,13 @@ class DLG(Attack):
             loss_trace=result.trace,
             iterations=result.iterations,
             wall_time=time.perf_counter() - begin,
-            extra={"gradient_loss": result.gradient_loss, "labels": "optimised"},
+            extra={
+                "gradient_loss": result.gradient_loss,
+                "labels": "optimised",
+                "label_logits": setup.whole_batch(result.label_logits).tolist(),
+            },
         )
+
+    def objective(self, setup: AttackSetup) -> Objective:
+        """Squared L2 distance summed over all parameters; no regulariser."""
+        return setup.objective(GradientDistance("l2_squared"))

@@ -36,10 +36,10 @@ from bench.attack import Attack, Progress, Reconstruction, register_attack
 from bench.case import Case
 from bench.engine.distances import GradientDistance
 from bench.engine.loop import LoopConfig, Variables, iteration_budget, run_loop
-from bench.engine.objective import Weights
+from bench.engine.objective import Objective, Weights
 from bench.engine.schedule import Schedule
 from bench.engine.seed_group import SeedGroup
-from bench.engine.setup import setup_attack
+from bench.engine.setup import AttackSetup, setup_attack
 from bench.errors import BenchError
 from bench.labels import recover_labels
 from bench.threat import Requirements
@@ -79,6 +79,20 @@ class GradInversionConfig:
     output: Literal["consensus", "best_seed"] = "consensus"
 
 
+def schedule_landmarks(config: GradInversionConfig, iterations: int) -> dict[str, int]:
+    """Warm-up length, first consensus and refresh interval for a run of `iterations`.
+
+    The paper's landmarks (out of `config.iterations`) scale with the budget; a non-zero warm-up or refresh
+    interval stays at least one iteration. Example: 20,000 -> warm-up 50, start 5,000, every 100.
+    """
+
+    def scaled(landmark: int) -> int:
+        return round(landmark * iterations / config.iterations)
+
+    warmup = min(max(1, scaled(config.warmup)), iterations) if config.warmup else 0
+    return {"warmup": warmup, "start": scaled(config.group_start), "every": max(1, scaled(config.group_every))}
+
+
 @register_attack("gradinversion", description="GradInversion: L2 gradient match + fidelity + BN prior + lazy 8-seed group (Yin et al. 2021)")
 class GradInversion(Attack):
     Config = GradInversionConfig
@@ -98,18 +112,13 @@ class GradInversion(Attack):
             raise BenchError("gradinversion needs BN statistics (running or exact); the threat model gives none")
         labels, source = self._labels(case)
         setup = setup_attack(case, self.device, self.collective)
-        weights = Weights(
-            gradient=cfg.alpha_g, tv=cfg.alpha_tv, l2=cfg.alpha_l2, bn=cfg.alpha_bn, group=cfg.alpha_group, group_kind="l2"
-        )
-        group = SeedGroup(setup.objective(GradientDistance("l2"), weights, bn=True), cfg.seeds)
+        group = SeedGroup(self.objective(setup), cfg.seeds)
         generator = setup.generator(seed)
         images = torch.cat([setup.random_images(generator) for _ in range(cfg.seeds)])
         targets = group.stack(labels.to(setup.device))
 
-        def scaled(landmark: int) -> int:
-            return round(landmark * iterations / cfg.iterations)
-
-        start, every = scaled(cfg.group_start), max(1, scaled(cfg.group_every))
+        plan = schedule_landmarks(cfg, iterations)
+        start, every = plan["start"], plan["every"]
         use_group = cfg.alpha_group > 0 and cfg.seeds > 1
 
         def refresh(done: int, current: torch.Tensor) -> torch.Tensor | None:
@@ -117,11 +126,10 @@ class GradInversion(Attack):
                 return group.mean(current)
             return None
 
-        warmup = min(max(1, scaled(cfg.warmup)) if cfg.warmup else 0, iterations)
         loop = LoopConfig(
             iterations,
             optimizer="adam",
-            schedule=Schedule("cosine", lr=cfg.lr, lr_end=0.0, warmup=warmup),
+            schedule=Schedule("cosine", lr=cfg.lr, lr_end=0.0, warmup=plan["warmup"]),
             signed=cfg.signed,
             boxed=cfg.boxed,
             noise=cfg.alpha_n,
@@ -149,9 +157,17 @@ class GradInversion(Attack):
                 "output": cfg.output,
                 "seed_losses": seed_losses,
                 "consensus_loss": consensus_loss,
-                "group_schedule": {"start": start, "every": every, "warmup": warmup},
+                "group_schedule": plan,
             },
         )
+
+    def objective(self, setup: AttackSetup) -> Objective:
+        """One seed's objective: un-squared L2 per layer, fidelity priors, BN prior and the group term."""
+        cfg = self.config
+        weights = Weights(
+            gradient=cfg.alpha_g, tv=cfg.alpha_tv, l2=cfg.alpha_l2, bn=cfg.alpha_bn, group=cfg.alpha_group, group_kind="l2"
+        )
+        return setup.objective(GradientDistance("l2"), weights, bn=True)
 
     def _labels(self, case: Case) -> tuple[torch.Tensor, str]:
         """The batch's labels and where they came from ("known" or the label method's name)."""

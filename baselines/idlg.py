@@ -21,8 +21,9 @@ from bench.attack import Attack, Progress, Reconstruction, register_attack
 from bench.case import Case
 from bench.engine.distances import GradientDistance
 from bench.engine.loop import LoopConfig, Variables, iteration_budget, run_loop
+from bench.engine.objective import Objective
 from bench.engine.schedule import Schedule
-from bench.engine.setup import setup_attack
+from bench.engine.setup import AttackSetup, setup_attack
 from bench.errors import BenchError
 from bench.labels import recover_labels
 from bench.threat import Requirements
@@ -60,7 +61,7 @@ class IDLG(Attack):
         labels, source = (case.labels, "known") if case.labels is not None else (recover_labels("idlg", case), "idlg")
         setup = setup_attack(case, self.device, self.collective)
         images = setup.random_images(setup.generator(seed), space=cfg.init_space)
-        objective = setup.objective(GradientDistance("l2_squared"))
+        objective = self.objective(setup)
         loop = LoopConfig(
             iterations,
             optimizer="lbfgs",
@@ -77,3 +78,7 @@ class IDLG(Attack):
             wall_time=time.perf_counter() - begin,
             extra={"gradient_loss": result.gradient_loss, "labels": source},
         )
+
+    def objective(self, setup: AttackSetup) -> Objective:
+        """Squared L2 distance summed over all parameters; no regulariser."""
+        return setup.objective(GradientDistance("l2_squared"))

@@ -24,10 +24,10 @@ from bench.attack import Attack, Progress, Reconstruction, register_attack
 from bench.case import Case
 from bench.engine.distances import GradientDistance
 from bench.engine.loop import LoopConfig, LoopResult, Variables, iteration_budget, run_loop
-from bench.engine.objective import Weights
+from bench.engine.objective import Objective, Weights
 from bench.engine.restarts import best_of_restarts
 from bench.engine.schedule import Schedule
-from bench.engine.setup import setup_attack
+from bench.engine.setup import AttackSetup, setup_attack
 from bench.labels import recover_labels
 from bench.threat import Requirements
 
@@ -72,8 +72,7 @@ class InvertingGradients(Attack):
         all_labels, source = self._labels(case)
         setup = setup_attack(case, self.device, self.collective)
         labels = setup.shard.take(all_labels.to(setup.device))
-        distance = GradientDistance("cosine", cfg.layers, cfg.layer_weights)
-        objective = setup.objective(distance, Weights(gradient=1.0, tv=cfg.tv))
+        objective = self.objective(setup)
         loop = LoopConfig(
             iterations,
             optimizer="adam",
@@ -103,6 +102,12 @@ class InvertingGradients(Attack):
                 "restart_losses": best.losses,
             },
         )
+
+    def objective(self, setup: AttackSetup) -> Objective:
+        """1 - cosine over the selected layers (all by default) + tv * TV."""
+        cfg = self.config
+        distance = GradientDistance("cosine", cfg.layers, cfg.layer_weights)
+        return setup.objective(distance, Weights(gradient=1.0, tv=cfg.tv))
 
     def _labels(self, case: Case) -> tuple[torch.Tensor, str]:
         """The whole batch's labels and where they came from ("known" or a label method's name)."""

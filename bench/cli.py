@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--plots", help="folder for PNG plots and per-attack image grids")
     board.add_argument("--metrics", type=_names, help="metrics of the attack tables, comma-separated (default psnr)")
     board.add_argument("--columns", choices=("batch_size", "repetition"), help="column axis of the attack tables (default batch_size)")
+
+    check = sub.add_parser("check", help="regression gate: a small deterministic suite against committed references")
+    check.add_argument("--update", action="store_true", help="rewrite the reference values from the current code")
+    check.add_argument("--only", type=_names, help="restrict to these attacks / label methods")
+    check.add_argument("--budget-scale", type=float, default=1.0, help="scale every budget (0.1 shows the gate catching a weakened attack)")
     return parser
 
 

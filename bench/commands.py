@@ -163,3 +163,23 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.out is None:
         print(text, end="")
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from bench.check import REFERENCE, run_check
+
+    verdicts = run_check(update=args.update, budget_scale=args.budget_scale, only=args.only)
+    if args.update:
+        print(f"reference values written to {REFERENCE}")
+        return 0
+    rows = [
+        [v.key.rsplit(" | ", 1)[0], v.metric, _fmt(v.reference, 3), _fmt(v.value, 3), "REGRESSED" if v.regressed else "ok", v.note]
+        for v in verdicts
+    ]
+    print(tabulate(rows, headers=["entry", "metric", "reference", "now", "verdict", "note"]))
+    regressed = sorted({v.key.rsplit(" | ", 1)[0] for v in verdicts if v.regressed})
+    if regressed:
+        print(f"regressed: {'; '.join(regressed)}")
+        return 1
+    print(f"all {len(verdicts)} checks within tolerance")
+    return 0

@@ -15,7 +15,11 @@ from bench.case import Case
 from bench.labels import LABELS, greedy_by_impact
 
 
-@LABELS.register("bias-corrected", description="bias gradient: negative db once, then argmin with the mean impact subtracted", needs=("db", "B"))
+@LABELS.register(
+    "bias-corrected",
+    description="bias gradient: negative db once, then argmin with the mean impact subtracted",
+    needs=("db", "B"),
+)
 def recover(case: Case) -> torch.Tensor:
     _, bias_grad = case.classifier_gradients()
     scores = bias_grad.detach().double().cpu()

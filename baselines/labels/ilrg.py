@@ -36,7 +36,8 @@ def class_probabilities(
 def solve_counts(probabilities: torch.Tensor, bias_grad: torch.Tensor, batch_size: int, scale: float) -> torch.Tensor:
     """Least-squares class counts of [1^T; P^T - I] k = [B; db / scale] (float, before rounding)."""
     num_classes = probabilities.shape[0]
-    system = torch.cat([torch.ones(1, num_classes, dtype=probabilities.dtype), probabilities.T - torch.eye(num_classes)])
+    ones = torch.ones(1, num_classes, dtype=probabilities.dtype)
+    system = torch.cat([ones, probabilities.T - torch.eye(num_classes, dtype=probabilities.dtype)])
     target = torch.cat([torch.tensor([float(batch_size)], dtype=probabilities.dtype), bias_grad / scale])
     return torch.linalg.pinv(system) @ target
 

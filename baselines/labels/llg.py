@@ -21,7 +21,11 @@ def impact(scores: torch.Tensor, batch_size: int, num_classes: int) -> float:
     return float(scores[scores < 0].sum()) / batch_size * (1 + 1 / num_classes)
 
 
-@LABELS.register("llg", description="LLG: negative dW row sums once, then argmin with the mean impact subtracted", needs=("dW", "B"))
+@LABELS.register(
+    "llg",
+    description="LLG: negative dW row sums once, then argmin with the mean impact subtracted",
+    needs=("dW", "B"),
+)
 def recover(case: Case) -> torch.Tensor:
     scores = row_sums(case)
     return greedy_by_impact(scores, impact(scores, case.batch_size, case.num_classes), case.batch_size)

@@ -81,9 +81,9 @@ def estimate_impact_and_offset(case: Case, config: LLGStarConfig = LLGStarConfig
                 logits = model(case.normalization.normalize(pixels).to(device))
                 for label in range(num_classes):
                     target = torch.full((batch_size,), label, dtype=torch.long, device=device)
-                    (output_grad,) = torch.autograd.grad(case.loss(logits, target), captured["output"], retain_graph=True)
-                    sums = output_grad.reshape(-1, num_classes).double().T @ captured["feature_sums"]
-                    sums = sums.cpu()
+                    loss = case.loss(logits, target)
+                    (output_grad,) = torch.autograd.grad(loss, captured["output"], retain_graph=True)
+                    sums = (output_grad.reshape(-1, num_classes).double().T @ captured["feature_sums"]).cpu()
                     impact_total += float(sums[label])
                     offset_total += sums
                     offset_total[label] -= sums[label]

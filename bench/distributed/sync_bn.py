@@ -32,7 +32,7 @@ def whole_batch_moments(x: torch.Tensor, collective: Collective) -> tuple[torch.
     dims = [d for d in range(x.dim()) if d != 1]
     count = x.new_full((1,), x.numel() // channels if channels else 0)
     # one collective per layer: sums, sums of squares and the count travel together
-    packed = collective.all_sum(torch.cat([x.sum(dims), x.pow(2).sum(dims), count]))
+    packed = collective.all_sum(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
     total = packed[-1].detach()
     mean = packed[:channels] / total
     var = packed[channels : 2 * channels] / total - mean.pow(2)
@@ -80,8 +80,8 @@ class SynchronisedBatchNorm(_BatchNorm):
                     unbiased = var * (count / (count - 1).clamp_min(1))
                     self.running_mean.lerp_(mean.to(self.running_mean), momentum)
                     self.running_var.lerp_(unbiased.to(self.running_var), momentum)
-            # per-channel scale and shift, then one fused op over the activations: a single activation-sized
-            # result in the graph (a second-order backward keeps every intermediate alive)
+            # per-channel scale and shift, so the activations see one multiply and one add: the second-order
+            # graph keeps no activation-sized intermediate beyond what BN's own double backward keeps
             scale = torch.rsqrt(var + self.eps)
             if self.affine:
                 scale = scale * self.weight
@@ -89,7 +89,7 @@ class SynchronisedBatchNorm(_BatchNorm):
             if self.affine:
                 shift = shift + self.bias
             shape = (1, -1) + (1,) * (x.dim() - 2)
-            y = torch.addcmul(shift.view(shape), x, scale.view(shape))
+            y = x * scale.view(shape) + shift.view(shape)
         if "drop" in self._modules:
             y = self.drop(y)
         if "act" in self._modules:

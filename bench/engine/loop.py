@@ -17,8 +17,8 @@ import torch
 from bench.attack import Progress
 from bench.engine.collective import Shard
 from bench.engine.objective import Objective
-from bench.engine.seed_group import SeedGroup
 from bench.engine.schedule import Schedule
+from bench.engine.seed_group import SeedGroup
 from bench.errors import BenchError
 
 

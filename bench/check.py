@@ -1,0 +1,114 @@
+"""`bench check`: a small deterministic regression suite against reference values committed in the repo.
+
+Each entry of the suite is a method on a scenario; its metrics are compared with the committed reference,
+direction-aware (a higher-is-better metric may not fall more than its tolerance below the reference, a
+lower-is-better one may not rise more than its tolerance above it). A run that fails, or is skipped where
+the reference ran, is a regression too. `--update` rewrites the reference from the current code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.attack import ATTACKS
+from bench.errors import BenchError
+from bench.labels import LABELS
+from bench.metrics import METRICS, MetricConfig
+from bench.record import Record, write_atomic
+from bench.runner import RunOptions, run_cells
+from bench.sweep import Cell, expand, load_sweep_file
+
+SUITE_DIR = Path(__file__).resolve().parent / "presets" / "check"
+REFERENCE = SUITE_DIR / "reference.json"
+TOLERANCES = {"psnr": 1.5, "ssim": 0.05, "label_acc": 0.02}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    key: str
+    metric: str
+    reference: float | None
+    value: float | None
+    regressed: bool
+    note: str = ""
+
+
+def suite_cells(budget_scale: float = 1.0, only: list[str] | None = None) -> list[Cell]:
+    """Every cell of the suite's sweeps; `budget_scale` shrinks budgets (to prove the gate catches it)."""
+    cells: list[Cell] = []
+    for path in sorted(SUITE_DIR.glob("*.yaml")):
+        sweep = load_sweep_file(path)
+        registry, patterns = (LABELS, sweep.label_methods) if sweep.track == "labels" else (ATTACKS, sweep.attacks)
+        names = registry.select(patterns)
+        if only:
+            names = [n for n in names if n in only]
+        if budget_scale != 1.0 and sweep.budget is not None:
+            scaled = {k: max(1, int(v * budget_scale)) for k, v in sweep.budgets.items()}
+            sweep = dataclasses.replace(sweep, budget=max(1, int(sweep.budget * budget_scale)), budgets=scaled)
+        cells.extend(expand(sweep, names))
+    return cells
+
+
+def entry_key(cell_config: dict) -> str:
+    """Stable name of a suite entry: the method and its scenario, not its budget."""
+    from bench.scenario import Scenario
+
+    method = cell_config.get("attack") or cell_config.get("label_method")
+    scenario = Scenario.from_dict(cell_config["scenario"])
+    return f"{method} | {scenario.model} {scenario.image_size}px B={scenario.batch_size} r={scenario.repetition:g} | {scenario.key()}"
+
+
+def compare(records: list[Record], reference: dict) -> list[Verdict]:
+    verdicts: list[Verdict] = []
+    entries = reference["entries"]
+    tolerances = reference.get("tolerances", TOLERANCES)
+    for record in records:
+        key = entry_key(record.config)
+        expected = entries.get(key)
+        if expected is None:
+            verdicts.append(Verdict(key, "-", None, None, True, "no reference value; run `bench check --update`"))
+            continue
+        if record.status != expected["status"]:
+            note = f"status {record.status} (reference {expected['status']})" + (f": {record.error}" if record.error else "")
+            verdicts.append(Verdict(key, "status", None, None, True, note))
+            continue
+        for metric, ref in expected["metrics"].items():
+            value = record.metrics.get(metric)
+            if ref is None or value is None:
+                verdicts.append(Verdict(key, metric, ref, value, (ref is None) != (value is None), "availability changed"))
+                continue
+            tol = tolerances.get(metric, 0.0)
+            higher = METRICS.get(metric).info.get("better", "higher") == "higher"
+            worse = value < ref - tol if higher else value > ref + tol
+            verdicts.append(Verdict(key, metric, ref, value, worse))
+    return verdicts
+
+
+def reference_from(records: list[Record]) -> dict:
+    entries = {}
+    for record in records:
+        metrics = {m: record.metrics.get(m) for m in TOLERANCES if m in record.metrics}
+        entries[entry_key(record.config)] = {"status": record.status, "metrics": metrics}
+    return {"tolerances": TOLERANCES, "entries": dict(sorted(entries.items()))}
+
+
+def run_check(
+    update: bool = False, budget_scale: float = 1.0, only: list[str] | None = None, out_dir: Path | None = None
+) -> list[Verdict]:
+    """Run the suite; return the verdicts (or write the reference when `update`)."""
+    cells = suite_cells(budget_scale, only)
+    if not cells:
+        raise BenchError("the check suite selected no runs")
+    options = RunOptions(metric=MetricConfig(lpips=False), save_images=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        records = run_cells(cells, Path(out_dir or tmp), options)
+    if update:
+        write_atomic(REFERENCE, json.dumps(reference_from(records), indent=2) + "\n")
+        return []
+    if not REFERENCE.is_file():
+        raise BenchError(f"no reference values at {REFERENCE}; create them with `bench check --update`")
+    return compare(records, json.loads(REFERENCE.read_text()))
