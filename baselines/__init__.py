@@ -1,3 +1,3 @@
 """Baseline attacks and label-recovery methods; importing this package registers them."""
 
-from baselines import labels, noise  # noqa: F401
+from baselines import dlg, gradinversion, idlg, inverting_gradients, labels, noise  # noqa: F401

@@ -45,7 +45,9 @@ class DLGConfig:
     init_space: Literal["pixel", "input"] = "pixel"
 
 
-@register_attack("dlg", description="DLG: joint images + soft labels, squared L2 gradient match, L-BFGS (Zhu et al. 2019)")
+@register_attack(
+    "dlg", description="DLG: joint images and soft labels, squared L2 gradient match, L-BFGS (Zhu et al. 2019)"
+)
 class DLG(Attack):
     Config = DLGConfig
     requires = Requirements()

@@ -10,14 +10,16 @@ Objective per seed:
     + alpha_group ||x' - E||_2                                  (group consistency)
 |G| seeds start from N(0, 1) in the input space and run side by side (`bench.engine.seed_group`). E is the
 "lazy" consensus: the pixel-wise mean of the seeds' current batches, first formed after 5,000 of 20,000
-iterations and refreshed every 100 (the schedule the paper gives for its registered consensus, used here for
-the lazy one; both landmarks scale with the budget). The paper's registered variant, which aligns every seed to the mean with RANSAC-flow
-before averaging, is NOT implemented: only the lazy (unregistered) group is. Adam with lr 0.1, a linear
-warm-up over 50 iterations then cosine decay to 0, and Langevin-style noise x <- x + lr_t * alpha_n * N(0, 1)
-after every step; images are boxed to the valid range.
+iterations and refreshed every 100 (the schedule the paper gives for its registered consensus, used here
+for the lazy one; the landmarks scale with the budget, see `schedule_landmarks`). Image registration
+(RANSAC-flow alignment of every seed to the mean before averaging, the paper's best variant) is NOT
+implemented: only the lazy, unregistered group is. Adam with lr 0.1, a linear warm-up over 50 iterations
+then cosine decay to 0, and Langevin-style noise x <- x + lr_t * alpha_n * N(0, 1) after every step; the
+images are boxed to the valid range.
 Output: the group's consensus (the seeds' mean batch at the end), as the paper reports the group's result;
 `output="best_seed"` returns the seed with the lowest gradient loss instead. `budget` is the number of
-iterations per seed (all seeds advance together, so it is also the number of loop steps).
+iterations per seed (all seeds advance together, so it is also the number of loop steps). Labels do not
+change during the run, so slot i of the output holds the image for label i.
 
 Example:
     >>> rec = create_attack("gradinversion").reconstruct(case, budget=200, seed=0)
@@ -93,7 +95,10 @@ def schedule_landmarks(config: GradInversionConfig, iterations: int) -> dict[str
     return {"warmup": warmup, "start": scaled(config.group_start), "every": max(1, scaled(config.group_every))}
 
 
-@register_attack("gradinversion", description="GradInversion: L2 gradient match + fidelity + BN prior + lazy 8-seed group (Yin et al. 2021)")
+@register_attack(
+    "gradinversion",
+    description="GradInversion: L2 gradient match, fidelity and BN priors, lazy 8-seed group (Yin et al. 2021)",
+)
 class GradInversion(Attack):
     Config = GradInversionConfig
     requires = Requirements(bn_stats=("running", "exact"), needs_bn_layers=True)
@@ -165,8 +170,9 @@ class GradInversion(Attack):
         """One seed's objective: un-squared L2 per layer, fidelity priors, BN prior and the group term."""
         cfg = self.config
         weights = Weights(
-            gradient=cfg.alpha_g, tv=cfg.alpha_tv, l2=cfg.alpha_l2, bn=cfg.alpha_bn, group=cfg.alpha_group, group_kind="l2"
-        )
+            gradient=cfg.alpha_g, tv=cfg.alpha_tv, l2=cfg.alpha_l2, bn=cfg.alpha_bn, group=cfg.alpha_group,
+            group_kind="l2",
+        )  # fmt: skip
         return setup.objective(GradientDistance("l2"), weights, bn=True)
 
     def _labels(self, case: Case) -> tuple[torch.Tensor, str]:

@@ -1,4 +1,5 @@
-"""iDLG: Improved Deep Leakage from Gradients (Zhao, Mopuri & Bilen, 2020; PatrickZH/Improved-Deep-Leakage-from-Gradients).
+"""iDLG: Improved Deep Leakage from Gradients (Zhao, Mopuri & Bilen, 2020;
+PatrickZH/Improved-Deep-Leakage-from-Gradients).
 
 For a single image the label is read off the leaked gradient first (the "idlg" label method: the argmin of
 the row sums of the last layer's weight gradient), then only the dummy image is optimised: hard-label
@@ -45,7 +46,9 @@ class IDLGConfig:
     init_space: Literal["pixel", "input"] = "pixel"
 
 
-@register_attack("idlg", description="iDLG: label from dW row sums, then image by squared L2 gradient match, L-BFGS (B=1)")
+@register_attack(
+    "idlg", description="iDLG: label from dW row sums, then image by squared L2 gradient match, L-BFGS (B=1)"
+)
 class IDLG(Attack):
     Config = IDLGConfig
     requires = Requirements(max_batch_size=1)
@@ -58,7 +61,10 @@ class IDLG(Attack):
         if case.batch_size != 1:
             raise BenchError(f"idlg reconstructs single images (B = 1); this batch has {case.batch_size}")
         iterations = iteration_budget(budget, cfg.iterations)
-        labels, source = (case.labels, "known") if case.labels is not None else (recover_labels("idlg", case), "idlg")
+        if case.labels is not None:
+            labels, source = case.labels.long(), "known"
+        else:
+            labels, source = recover_labels("idlg", case), "idlg"
         setup = setup_attack(case, self.device, self.collective)
         images = setup.random_images(setup.generator(seed), space=cfg.init_space)
         objective = self.objective(setup)
@@ -69,7 +75,8 @@ class IDLG(Attack):
             boxed=False,
             stop_below=cfg.stop_below,
         )
-        result = run_loop(objective, Variables(images, labels=labels.long().to(setup.device)), loop, progress=progress)
+        variables = Variables(images, labels=labels.to(setup.device))
+        result = run_loop(objective, variables, loop, progress=progress)
         return Reconstruction(
             images=setup.to_pixels(result.images),
             labels=labels,

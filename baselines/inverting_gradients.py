@@ -58,7 +58,10 @@ class InvertingGradientsConfig:
     label_method: str = "llg"
 
 
-@register_attack("inverting-gradients", description="Inverting Gradients: cosine + TV, signed Adam, boxed, restarts (Geiping et al. 2020)")
+@register_attack(
+    "inverting-gradients",
+    description="Inverting Gradients: cosine + TV, signed Adam, boxed, restarts (Geiping et al. 2020)",
+)
 class InvertingGradients(Attack):
     Config = InvertingGradientsConfig
     requires = Requirements()

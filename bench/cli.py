@@ -75,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", help="YAML sweep file (fields of bench.sweep.Sweep)")
     run.add_argument("--budget", type=int, help="iterations per attack (default: the preset's)")
     run.add_argument("--out", default=None, help="folder for records (default runs/<preset>)")
-    run.add_argument("--device", default="cpu")
+    run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under a launch, cuda means cuda:LOCAL_RANK)")
+    run.add_argument("--nproc", type=int, default=1, help="local ranks to spawn (gloo on CPU, nccl on CUDA); under torchrun the launcher's ranks are used")
+    run.add_argument("--shard-above", type=int, help="with several ranks: batches up to this size run one per rank, larger ones are sharded over all ranks (default: shard every batch)")
     run.add_argument("--lpips-weights", help="AlexNet ImageNet weights for LPIPS (else looked up in torch's cache)")
     add_scenario_flags(run, many=True)
 
@@ -109,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from bench.distributed.launch import should_spawn, spawn_local
+
+        if should_spawn(getattr(args, "nproc", None)):
+            return spawn_local(args.nproc, list(sys.argv[1:] if argv is None else argv))
         from bench.plugins import load_plugins
 
         load_plugins()

@@ -67,8 +67,12 @@ def load_batch(dataset: ImageSource, batch: SampledBatch, image_size: int) -> to
     return torch.stack(images).float()
 
 
-def simulate(scenario: Scenario, device: torch.device | str = "cpu") -> tuple[Case, Secret]:
-    """Build the client's model and batch, compute its leaked update, and split it into Case and Secret."""
+def simulate(scenario: Scenario, device: torch.device | str = "cpu", collective=None) -> tuple[Case, Secret]:
+    """Build the client's model and batch, compute its leaked update, and split it into Case and Secret.
+
+    With a collective of several ranks the update is computed the data-parallel way: each rank runs its
+    shard of the batch, BN statistics and gradients are the whole batch's (bench.distributed.client).
+    """
     from bench.models.prepare import TrainSpec, prepare_model  # models register on import
 
     dataset = open_dataset(scenario.dataset, scenario.data_path)
@@ -87,7 +91,12 @@ def simulate(scenario: Scenario, device: torch.device | str = "cpu") -> tuple[Ca
     loss = LossSpec(reduction=scenario.loss_reduction)
     model.train(scenario.bn_mode == "train")
     inputs, targets = dataset.normalization.normalize(pixels).to(device), labels.to(device)
-    if scenario.client_memory == "full":
+    if collective is not None and collective.world_size > 1:
+        from bench.distributed.client import distributed_leak, shard_for
+
+        shard = shard_for(scenario.batch_size, collective)
+        gradients, bn_stats = distributed_leak(model, shard.take(inputs), shard.take(targets), loss, shard)
+    elif scenario.client_memory == "full":
         gradients, bn_stats = leak(model, inputs, targets, loss)
     elif scenario.bn_mode == "train" and batchnorm_layers(model):
         with checkpointed(model):

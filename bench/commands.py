@@ -11,6 +11,7 @@ from bench.attack import ATTACKS
 from bench.case import load_case, save_case
 from bench.client import simulate
 from bench.data import DATASETS
+from bench.distributed.launch import is_writer, rank_device, world
 from bench.errors import BenchError
 from bench.labels import LABELS
 from bench.metrics import METRICS, MetricConfig
@@ -104,20 +105,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         methods = ATTACKS.select(sweep.attacks)
     cells = expand(sweep, methods)
     out_dir = Path(args.out or f"runs/{sweep.name}")
-    validate(cells)
-    check_writable(out_dir)
-    options = RunOptions(
-        device=args.device,
-        metric=MetricConfig(lpips_weights=args.lpips_weights),
-        resume=args.resume,
-        save_images=not args.no_images,
-    )
-    print(f"{len(cells)} runs ({sweep.name}, {sweep.track}): {', '.join(methods)} -> {out_dir}", flush=True)
-    progress = Progress(len(cells))
-    try:
-        records = run_cells(cells, out_dir, options, progress)
-    finally:
-        progress.close()
+    with world(args.device) as collective:
+        world_size = 1 if collective is None else collective.world_size
+        validate(cells, world_size, args.shard_above)
+        check_writable(out_dir)
+        options = RunOptions(
+            device=str(rank_device(args.device)),
+            metric=MetricConfig(lpips_weights=args.lpips_weights),
+            resume=args.resume,
+            save_images=not args.no_images,
+            collective=collective,
+            shard_above=args.shard_above,
+        )
+        if not is_writer(collective):
+            run_cells(cells, out_dir, options)
+            return 0
+        ranks = f", {world_size} ranks" if world_size > 1 else ""
+        print(f"{len(cells)} runs ({sweep.name}, {sweep.track}{ranks}): {', '.join(methods)} -> {out_dir}", flush=True)
+        progress = Progress(len(cells))
+        try:
+            records = run_cells(cells, out_dir, options, progress)
+        finally:
+            progress.close()
     print(summary_table(records))
     counts = {s: sum(r.status == s for r in records) for s in ("ok", "failed", "skipped")}
     print(f"{counts['ok']}/{len(records)} ok, {counts['failed']} failed, {counts['skipped']} skipped; records in {out_dir}")

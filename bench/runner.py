@@ -9,11 +9,12 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -33,16 +34,26 @@ from bench.sweep import Cell
 
 @dataclass(frozen=True)
 class RunOptions:
+    """How cells run. With a collective of W ranks, cells whose batch is at most `shard_above` run one per
+    rank concurrently; larger batches (all of them when `shard_above` is None) are sharded over all ranks."""
+
     device: str = "cpu"
     metric: MetricConfig = field(default_factory=MetricConfig)
     resume: bool = False
     save_images: bool = True
+    collective: Any = None
+    shard_above: int | None = None
+    wait_timeout_s: float = 24 * 3600.0
 
 
-def validate(cells: list[Cell]) -> None:
-    """Fail before anything runs when a cell cannot be sampled or names an unknown method."""
+def validate(cells: list[Cell], world_size: int = 1, shard_above: int | None = None) -> None:
+    """Fail before anything runs when a cell cannot be sampled, names an unknown method, or cannot be
+    sharded over the ranks."""
     seen: set[str] = set()
     for cell in cells:
+        batch = cell.scenario.batch_size
+        if world_size > 1 and (shard_above is None or batch > shard_above) and batch < world_size:
+            raise BenchError(f"a batch of {batch} cannot be split over {world_size} ranks; use at most {batch} ranks")
         if cell.label_method is not None:
             LABELS.get(cell.label_method)
         else:
@@ -99,9 +110,10 @@ def attack_case(
     """Run one attack cell on an already simulated case; every outcome becomes a record."""
     device = torch.device(options.device)
     base = dict(
-        run_id=cell.run_id, config=cell.config(), environment=environment(device), batch=batch_facts(secret)
+        run_id=cell.run_id, config=cell.config(), environment=environment(device, _world_size(options)),
+        batch=batch_facts(secret),
     )
-    attack = create_attack(cell.attack, device=device)
+    attack = create_attack(cell.attack, device=device, collective=options.collective)
     reason = attack.requires.incompatibility(case.threat, case.has_bn_layers(), case.batch_size)
     if reason:
         return Record(status="skipped", error=reason, **base), None
@@ -113,6 +125,8 @@ def attack_case(
         rec = attack.reconstruct(case, budget=cell.budget, seed=cell.scenario.seed, progress=callback)
         scores = score(rec, secret, options.metric)
     except Exception as err:  # a failing attack is a result, not a crash of the sweep
+        if _world_size(options) > 1:
+            raise  # the ranks' collectives no longer line up: stop, and let the launcher stop the others
         return Record(status="failed", error=_error_line(err), **base), None
     finally:
         if progress:
@@ -162,6 +176,41 @@ def already_ok(cell: Cell, out_dir: Path) -> Record | None:
     return record if record.status == "ok" else None
 
 
+def _world_size(options: RunOptions) -> int:
+    return 1 if options.collective is None else options.collective.world_size
+
+
+def _run_one(cell: Cell, options: RunOptions, cache: dict, progress: Progress | None) -> tuple[Record, Reconstruction | None, Secret | None]:
+    """Simulate the cell's case (once per scenario) and run its method."""
+    key = cell.scenario.key()
+    try:
+        if cache.get("key") != key:
+            cache.clear()
+            case, secret = simulate(cell.scenario, options.device, options.collective)
+            cache.update(key=key, case=case, secret=secret)
+    except BenchError:
+        raise
+    except Exception as err:  # the client itself failed (e.g. out of memory): a result for this cell
+        if _world_size(options) > 1:
+            raise
+        record = Record(
+            run_id=cell.run_id, config=cell.config(), status="failed",
+            error=f"client simulation: {_error_line(err)}", environment=environment(options.device),
+        )
+        return record, None, None
+    case, secret = cache["case"], cache["secret"]
+    if cell.label_method is not None:
+        return recover_case(cell, case, secret, options), None, secret
+    record, rec = attack_case(cell, case, secret, options, progress)
+    return record, rec, secret
+
+
+def _write(record: Record, rec: Reconstruction | None, secret: Secret | None, out_dir: Path, options: RunOptions) -> None:
+    if rec is not None and secret is not None and options.save_images:
+        save_images(record, rec, secret, out_dir)
+    save_record(record, out_dir)
+
+
 def run_cells(
     cells: list[Cell],
     out_dir: Path,
@@ -169,43 +218,87 @@ def run_cells(
     progress: Progress | None = None,
     on_record: Callable[[Record], None] | None = None,
 ) -> list[Record]:
-    """Run every cell, writing each record as soon as it exists; a case is simulated once per scenario."""
-    records: list[Record] = []
-    cached: tuple[str, Case, Secret] | None = None
-    for cell in cells:
-        done = already_ok(cell, out_dir) if options.resume else None
+    """Run every cell, writing each record as soon as it exists; a case is simulated once per scenario.
+
+    Under W ranks (options.collective) cells are placed deterministically: sharded cells run on all ranks
+    together with rank 0 writing; the others go to rank j % W by their order among unsharded cells, so
+    `--resume` works with any W. Rank 0 returns every record; other ranks return their own.
+    """
+    world = _world_size(options)
+    rank = 0 if options.collective is None else options.collective.rank
+    sharded = [world > 1 and (options.shard_above is None or c.scenario.batch_size > options.shard_above) for c in cells]
+    solo_index = {i: j for j, i in enumerate(i for i, s in enumerate(sharded) if not s)}
+    solo_options = dataclasses.replace(options, collective=None)
+    records: dict[int, Record] = {}
+    cache: dict = {}
+    started = time.time()
+    for i, cell in enumerate(cells):
+        if sharded[i]:
+            done = _agreed_done(cell, out_dir, options)
+            run_options, writer = options, rank == 0
+        elif solo_index[i] % world == rank:
+            done = already_ok(cell, out_dir) if options.resume else None
+            run_options, writer = solo_options, True
+        else:
+            continue  # another rank's cell
         if done is not None:
-            records.append(done)
+            records[i] = done
             if progress:
                 progress.cell_done(done, resumed=True)
             continue
-        key = cell.scenario.key()
-        try:
-            if cached is None or cached[0] != key:
-                cached = None
-                cached = (key, *simulate(cell.scenario, options.device))
-        except BenchError:
-            raise
-        except Exception as err:  # the client itself failed (e.g. out of memory): record it for this cell
-            record = Record(
-                run_id=cell.run_id, config=cell.config(), status="failed",
-                error=f"client simulation: {_error_line(err)}", environment=environment(options.device),
-            )
+        if run_options is not options:
+            cache_for = cache.setdefault("solo", {})
         else:
-            _, case, secret = cached
-            if cell.label_method is not None:
-                record = recover_case(cell, case, secret, options)
-            else:
-                record, rec = attack_case(cell, case, secret, options, progress)
-                if rec is not None and options.save_images:
-                    save_images(record, rec, secret, out_dir)
-        save_record(record, out_dir)
-        records.append(record)
+            cache_for = cache.setdefault("sharded", {})
+        record, rec, secret = _run_one(cell, run_options, cache_for, progress)
+        if writer:
+            _write(record, rec, secret, out_dir, options)
+        records[i] = record
         if progress:
             progress.cell_done(record)
         if on_record:
             on_record(record)
-    return records
+    if world > 1 and rank == 0:
+        records.update(_collect_others(cells, records, out_dir, options, started))
+    return [records[i] for i in sorted(records)]
+
+
+def _agreed_done(cell: Cell, out_dir: Path, options: RunOptions) -> Record | None:
+    """For a sharded cell every rank must take the same decision: rank 0's view of the folder decides."""
+    if not options.resume:
+        return None
+    done = already_ok(cell, out_dir) if options.collective.rank == 0 else None
+    flag = torch.tensor([1.0 if done is not None else 0.0])
+    if options.collective.all_sum_values(flag).item() == 0:
+        return None
+    return done if done is not None else load_record(out_dir / f"{cell.run_id}.json")
+
+
+def _collect_others(
+    cells: list[Cell], mine: dict[int, Record], out_dir: Path, options: RunOptions, started: float
+) -> dict[int, Record]:
+    """Rank 0 waits for the records the other ranks write (a failed rank is the launcher's to report).
+
+    A record counts when written during this sweep, or, when resuming, when it was already ok.
+    """
+    found: dict[int, Record] = {}
+    timeout_s = options.wait_timeout_s
+    deadline = time.monotonic() + timeout_s
+    pending = [i for i in range(len(cells)) if i not in mine]
+    while pending:
+        for i in list(pending):
+            path = out_dir / f"{cells[i].run_id}.json"
+            if not path.is_file():
+                continue
+            record = load_record(path)
+            if path.stat().st_mtime >= started - 1 or (options.resume and record.status == "ok"):
+                found[i] = record
+                pending.remove(i)
+        if pending:
+            if time.monotonic() > deadline:
+                raise BenchError(f"{len(pending)} runs of other ranks did not finish within {timeout_s:.0f} s")
+            time.sleep(0.5)
+    return found
 
 
 def save_images(record: Record, rec: Reconstruction, secret: Secret, out_dir: Path) -> None:

@@ -31,20 +31,23 @@ from bench.threat import ThreatModel
 
 load_plugins()
 
+
+def _lenet(seed: int, threat: ThreatModel) -> Scenario:
+    return Scenario(model="lenet", image_size=16, batch_size=1, seed=seed, threat=threat)
+
+
+def _convnet(seed: int, threat: ThreatModel) -> Scenario:
+    return Scenario(model="convnet", model_options={"width": 4}, image_size=16, batch_size=2, seed=seed, threat=threat)
+
+
 # Tiny cases that between them satisfy every declared requirement: no BN and BN, B = 1 and B = 2,
 # labels known and unknown, BN statistics none / running / exact.
 SCENARIOS = {
-    "lenet-b1-unknown": Scenario(model="lenet", image_size=16, batch_size=1, seed=1, threat=ThreatModel(False, "none")),
-    "lenet-b1-known": Scenario(model="lenet", image_size=16, batch_size=1, seed=2, threat=ThreatModel(True, "none")),
-    "convnet-b2-exact": Scenario(
-        model="convnet", model_options={"width": 4}, image_size=16, batch_size=2, seed=3, threat=ThreatModel(False, "exact")
-    ),
-    "convnet-b2-running-known": Scenario(
-        model="convnet", model_options={"width": 4}, image_size=16, batch_size=2, seed=4, threat=ThreatModel(True, "running")
-    ),
-    "convnet-b2-none": Scenario(
-        model="convnet", model_options={"width": 4}, image_size=16, batch_size=2, seed=5, threat=ThreatModel(False, "none")
-    ),
+    "lenet-b1-unknown": _lenet(1, ThreatModel(labels_known=False, bn_stats="none")),
+    "lenet-b1-known": _lenet(2, ThreatModel(labels_known=True, bn_stats="none")),
+    "convnet-b2-exact": _convnet(3, ThreatModel(labels_known=False, bn_stats="exact")),
+    "convnet-b2-running-known": _convnet(4, ThreatModel(labels_known=True, bn_stats="running")),
+    "convnet-b2-none": _convnet(5, ThreatModel(labels_known=False, bn_stats="none")),
 }
 BUDGET = 3  # iterations: the contract is about shapes, ranges and information flow, not quality
 
@@ -161,6 +164,24 @@ def _holds(tensor: torch.Tensor, secret_values: torch.Tensor) -> bool:
 @pytest.mark.parametrize("case_name", list(SCENARIOS))
 def test_the_case_holds_no_copy_of_the_private_batch(case_name, cases):
     case, secret = cases[case_name]
+    assert_no_secret_inside(case, secret)
+
+
+def test_the_scan_finds_a_planted_copy(cases):
+    case, secret = cases["convnet-b2-exact"]
+    planted_copies = (
+        case.normalization.normalize(secret.images).flatten(),
+        secret.images.clone(),
+        secret.labels.clone(),
+        secret.labels.tolist(),
+    )
+    for planted in planted_copies:
+        leaky = dataclasses.replace(case, info={**case.info, "cache": [planted]})
+        with pytest.raises(AssertionError):
+            assert_no_secret_inside(leaky, secret)
+
+
+def assert_no_secret_inside(case: Case, secret: Secret) -> None:
     pixels, normalised = secret.images, case.normalization.normalize(secret.images)
     reachable = list(_walk(case))
     tensors = [obj for obj in reachable if isinstance(obj, torch.Tensor)]
@@ -187,6 +208,8 @@ def test_only_the_secret_references_the_private_images(cases):
             if attack.requires.incompatibility(case.threat, case.has_bn_layers(), case.batch_size) is None:
                 attack.reconstruct(case, budget=1)
         gc.collect()
-        holders = gc.get_referrers(secret.images)
-        # the Secret itself, or its attribute dict (which of the two CPython reports depends on its version)
-        assert len(holders) == 1 and holders[0] in (secret, vars(secret)), (case_name, [type(h) for h in holders])
+        for field in ("images", "labels"):
+            holders = gc.get_referrers(getattr(secret, field))
+            # the Secret itself, or its attribute dict (which of the two CPython reports depends on its version)
+            owners = (secret, vars(secret))
+            assert len(holders) == 1 and any(holders[0] is h for h in owners), [type(h) for h in holders]

@@ -241,7 +241,12 @@ def test_attacks_are_deterministic_for_a_seed(name, model, lenet_and_convnet):
     assert not torch.equal(first.images, other.images)
 
 
-EXACTNESS = [(DLG, "lenet", True), (IDLG, "lenet", True), (InvertingGradients, "lenet", False), (GradInversion, "convnet", True)]
+EXACTNESS = [
+    (DLG, "lenet", True),
+    (IDLG, "lenet", True),
+    (InvertingGradients, "lenet", False),
+    (GradInversion, "convnet", True),
+]
 
 
 @pytest.mark.parametrize("cls,model,exact", EXACTNESS)

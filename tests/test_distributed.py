@@ -8,6 +8,7 @@ noisy Adam run); the single-process references are computed here, in the test pr
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import textwrap
 import time
@@ -25,15 +26,19 @@ from bench.distributed import (
     SynchronisedBatchNorm,
     close_world,
     distributed_leak,
-    gather_batch,
     open_world,
     shard_for,
     spawn_local,
     synchronise_batchnorm,
     world_from_env,
 )
-from bench.distributed.launch import free_port, is_writer, rank_environment, should_spawn
-from bench.engine.collective import Shard, Solo
+from bench.distributed.launch import (
+    free_port,
+    is_writer,
+    rank_environment,
+    should_spawn,
+)
+from bench.engine.collective import Shard
 from bench.engine.distances import GradientDistance
 from bench.engine.loop import LoopConfig, Variables, run_loop
 from bench.engine.objective import Weights
@@ -131,7 +136,7 @@ def short_attack(case, collective) -> dict[str, torch.Tensor]:
     variables = Variables(images=setup.random_images(generator), labels=setup.labels())
     config = LoopConfig(iterations=ATTACK_ITERATIONS, noise=0.2)
     result = run_loop(objective, variables, config, box=setup.box, generator=generator)
-    return {"images": gather_batch(result.images, setup.shard), "trace": torch.tensor(result.trace, dtype=torch.float64)}
+    return {"images": setup.whole_batch(result.images), "trace": torch.tensor(result.trace, dtype=torch.float64)}
 
 
 def client_update(case, secret, collective) -> dict[str, torch.Tensor]:
@@ -212,12 +217,9 @@ def test_sharded_objective_equals_single_process(world_results, case_name: str, 
         assert rel_err(torch.cat([r["logits_grad"] for r in ranks]), reference["logits_grad"]) < REL
 
 
-def test_unequal_shards_really_are_unequal() -> None:
-    sizes = [shard_for(5, _FakeCollective(rank, 2)).size for rank in range(2)]
-    assert sizes == [3, 2]
-
-
 class _FakeCollective:
+    """Only a rank and a world size: enough to split a batch, never asked to communicate."""
+
     def __init__(self, rank: int, world_size: int) -> None:
         self.rank, self.world_size = rank, world_size
 
@@ -225,6 +227,11 @@ class _FakeCollective:
         raise AssertionError
 
     all_sum_values = all_sum
+
+
+def test_unequal_shards_really_are_unequal() -> None:
+    sizes = [shard_for(5, _FakeCollective(rank, 2)).size for rank in range(2)]
+    assert sizes == [3, 2]
 
 
 def test_batch_smaller_than_world_is_refused(world_results) -> None:
@@ -334,11 +341,6 @@ def test_unknown_bn_subclass_is_refused() -> None:
         synchronise_batchnorm(nn.Sequential(CustomBN(2)), Shard.whole(2))
 
 
-def test_gather_batch_in_one_process_is_identity() -> None:
-    rows = torch.randn(3, 2)
-    assert torch.equal(gather_batch(rows, Shard(0, 3, 3, Solo())), rows)
-
-
 # ---- launching ----------------------------------------------------------------------------------------
 
 
@@ -426,3 +428,22 @@ def test_stopped_rank_runs_its_cleanup(tmp_path) -> None:
     assert code == 3
     assert marker.read_text() == "yes"
     assert time.monotonic() - start < 60
+
+
+@pytest.mark.slow
+def test_torchrun_launch_is_detected(tmp_path) -> None:
+    script = tmp_path / "rank.py"
+    script.write_text(_program(
+        """
+        from bench.distributed.launch import world
+        with world("cpu", timeout_s=30) as c:
+            total = c.all_sum_values(torch.tensor([1.0]))
+            if is_writer(c):
+                open(sys.argv[1], "w").write(f"{c.world_size} {float(total)}")
+        """
+    )[2])
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port())]
+    done = subprocess.run(command + [str(script), str(tmp_path / "out.txt")], env=env, timeout=120, check=False)
+    assert done.returncode == 0
+    assert (tmp_path / "out.txt").read_text() == "2 2.0"

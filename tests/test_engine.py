@@ -148,7 +148,8 @@ class Quadratic:
 
 
 def _start(values) -> Variables:
-    return Variables(torch.tensor(values, dtype=torch.float32).view(1, 1, 1, -1), labels=torch.zeros(1, dtype=torch.long))
+    images = torch.tensor(values, dtype=torch.float32).view(1, 1, 1, -1)
+    return Variables(images, labels=torch.zeros(1, dtype=torch.long))
 
 
 def test_signed_steps_feed_adam_the_sign_of_the_gradient():
@@ -175,7 +176,8 @@ def test_box_projection_after_every_step():
     run_loop(Quadratic(centre=10.0), boxed, LoopConfig(3, schedule=Schedule("constant", lr=1.0)), box=(low, high))
     assert boxed.images.detach().flatten().tolist() == [0.5, 0.5, 0.5]  # pushed up, clamped to the top
     free = _start([0.0, 0.4, -0.4])
-    run_loop(Quadratic(centre=10.0), free, LoopConfig(3, schedule=Schedule("constant", lr=1.0), boxed=False), box=(low, high))
+    unboxed = LoopConfig(3, schedule=Schedule("constant", lr=1.0), boxed=False)
+    run_loop(Quadratic(centre=10.0), free, unboxed, box=(low, high))
     assert (free.images.detach() > 0.5).all()
 
 
@@ -215,7 +217,8 @@ def test_noise_is_lr_times_alpha_times_a_seeded_normal_draw():
 
 
 def test_stop_below_ends_the_loop_early():
-    result = run_loop(Quadratic(centre=0.0), _start([1e-4]), LoopConfig(50, optimizer="lbfgs", schedule=Schedule("constant", lr=1.0), boxed=False, stop_below=1e-6))
+    config = LoopConfig(50, optimizer="lbfgs", schedule=Schedule("constant", lr=1.0), boxed=False, stop_below=1e-6)
+    result = run_loop(Quadratic(centre=0.0), _start([1e-4]), config)
     assert result.iterations < 50 and result.trace[-1] < 1e-6
 
 

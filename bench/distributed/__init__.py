@@ -3,7 +3,6 @@
 - `collective`: `TorchCollective` (differentiable all-reduce over torch.distributed), `open_world`.
 - `sync_bn`: `synchronise_batchnorm`, train-mode BN with whole-batch statistics across ranks.
 - `client`: `distributed_leak`, the victim's update for a batch split over ranks (whole-batch BN statistics).
-- `gather`: `gather_batch`, the whole batch from every rank's rows.
 - `launch`: `spawn_local` (`--nproc N`), `world_from_env` (torchrun or a spawned rank), `is_writer`.
 
 Example:
@@ -13,8 +12,14 @@ Example:
 
 from bench.distributed.client import distributed_leak, shard_for
 from bench.distributed.collective import TorchCollective, close_world, open_world
-from bench.distributed.gather import gather_batch
-from bench.distributed.launch import is_writer, should_spawn, spawn_local, world, world_from_env
+from bench.distributed.launch import (
+    is_writer,
+    rank_device,
+    should_spawn,
+    spawn_local,
+    world,
+    world_from_env,
+)
 from bench.distributed.sync_bn import SynchronisedBatchNorm, synchronise_batchnorm
 
 __all__ = [
@@ -22,9 +27,9 @@ __all__ = [
     "TorchCollective",
     "close_world",
     "distributed_leak",
-    "gather_batch",
     "is_writer",
     "open_world",
+    "rank_device",
     "shard_for",
     "should_spawn",
     "spawn_local",

@@ -12,17 +12,17 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from bench.case import BatchNormStats
+from bench.distributed.sync_bn import synchronise_batchnorm
 from bench.engine.collective import Collective, Shard, split_evenly
 from bench.errors import BenchError
-from bench.distributed.sync_bn import synchronise_batchnorm
 from bench.loss import LossSpec
 from bench.models import batchnorm_layers
 

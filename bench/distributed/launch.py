@@ -24,13 +24,18 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import torch
 
-from bench.distributed.collective import DEFAULT_TIMEOUT_S, TorchCollective, close_world, open_world
+from bench.distributed.collective import (
+    DEFAULT_TIMEOUT_S,
+    TorchCollective,
+    close_world,
+    open_world,
+)
 from bench.engine.collective import Collective
 from bench.errors import BenchError
 
@@ -39,9 +44,17 @@ TIMEOUT_VARIABLE = "BENCH_COLLECTIVE_TIMEOUT_S"  # passed from the launcher to i
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
+def _env_int(name: str, default: str | None = None) -> int:
+    value = os.environ.get(name, default)
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise BenchError(f"environment variable {name}={value!r} is not an integer") from None
+
+
 def launched() -> bool:
     """Whether this process is one rank of a multi-process launch (torchrun or `--nproc`)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return _env_int("WORLD_SIZE", "1") > 1
 
 
 def should_spawn(nproc: int | None) -> bool:
@@ -53,7 +66,7 @@ def rank_device(device: torch.device | str) -> torch.device:
     """The device of this rank: an unindexed "cuda" becomes cuda:LOCAL_RANK under a launch."""
     device = torch.device(device)
     if device.type == "cuda" and device.index is None and launched():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cuda", _env_int("LOCAL_RANK", "0"))
     return device
 
 
@@ -68,7 +81,7 @@ def world_from_env(device: torch.device | str = "cpu", timeout_s: float | None =
     missing = [name for name in LAUNCH_VARIABLES if name not in os.environ]
     if missing:
         raise BenchError(f"multi-process launch without {', '.join(missing)} in the environment; use torchrun or --nproc")
-    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    rank, world_size = _env_int("RANK"), _env_int("WORLD_SIZE")
     if not 0 <= rank < world_size:
         raise BenchError(f"RANK={rank} is outside WORLD_SIZE={world_size}")
     if timeout_s is None:
@@ -79,7 +92,7 @@ def world_from_env(device: torch.device | str = "cpu", timeout_s: float | None =
         rank,
         world_size,
         address=os.environ["MASTER_ADDR"],
-        port=int(os.environ["MASTER_PORT"]),
+        port=_env_int("MASTER_PORT"),
         timeout_s=timeout_s,
     )
 
@@ -156,12 +169,17 @@ def spawn_local(
         subprocess.Popen(command + list(argv), env=rank_environment(r, nproc, port, timeout_s, dict(os.environ)))
         for r in range(nproc)
     ]
+    previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    exit_on_sigterm()  # a launcher stopped by SIGTERM still stops its ranks (the finally below)
     try:
         return _supervise(ranks, grace_s)
     except KeyboardInterrupt:
-        _stop(ranks, grace_s=0.0)
-        print("interrupted; stopped every rank", file=sys.stderr)
+        print("interrupted; stopping every rank", file=sys.stderr)
         return 130
+    finally:
+        _stop(ranks, grace_s=0.0)  # nothing left to stop when every rank has ended
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _describe(code: int) -> str:
