@@ -35,14 +35,16 @@ class DLGConfig:
     iterations: 300 outer L-BFGS steps (`for iters in range(300)`), each up to PyTorch's default 20
         inner iterations; `budget` replaces this count.
     lr: 1 (`torch.optim.LBFGS([dummy_data, dummy_label], lr=1)`), PyTorch defaults otherwise.
-    init_space: dummy images ~ N(0, 1) in pixel space, as the script feeds `ToTensor()` images to the
-        model with no normalisation; "input" draws N(0, 1) in the model's normalised input space instead.
+    init_space: dummy images ~ N(0, 1) at the model's input ("input"), as the script draws them where the
+        model reads them (its `ToTensor()` data is unnormalised, so its input space is pixel space). With
+        a normalised dataset, "pixel" would draw N(0, 1) before normalisation (mean -2, std 4.4 under
+        ImageNet statistics), which saturates the LeNet's sigmoids: 0/6 runs reach 30 dB against 4/6.
     Label logits start at N(0, 1) (`torch.randn(gt_onehot_label.size())`), drawn after the images.
     """
 
     iterations: int = 300
     lr: float = 1.0
-    init_space: Literal["pixel", "input"] = "pixel"
+    init_space: Literal["pixel", "input"] = "input"
 
 
 @register_attack(
@@ -74,7 +76,8 @@ class DLG(Attack):
             extra={
                 "gradient_loss": result.gradient_loss,
                 "labels": "optimised",
-                "label_logits": setup.whole_batch(result.label_logits).tolist(),
+                # how sure the optimised soft label is of its argmax, per sample
+                "label_confidence": setup.whole_batch(result.label_logits).softmax(dim=1).amax(dim=1).tolist(),
             },
         )
 

@@ -37,13 +37,14 @@ class IDLGConfig:
     iterations: 300 (`Iteration = 300`) outer L-BFGS steps; `budget` replaces this count.
     lr: 1.0 (`lr = 1.0`, `torch.optim.LBFGS([dummy_data], lr=lr)`), PyTorch defaults otherwise.
     stop_below: 1e-6 (`if current_loss < 0.000001: # converge`).
-    init_space: dummy image ~ N(0, 1) in pixel space (`torch.randn(gt_data.size())` on `ToTensor()` data).
+    init_space: dummy image ~ N(0, 1) at the model's input (`torch.randn(gt_data.size())`, drawn where the
+        model reads its unnormalised `ToTensor()` data); see DLGConfig for why not before normalisation.
     """
 
     iterations: int = 300
     lr: float = 1.0
     stop_below: float = 1e-6
-    init_space: Literal["pixel", "input"] = "pixel"
+    init_space: Literal["pixel", "input"] = "input"
 
 
 @register_attack(

@@ -150,6 +150,7 @@ def expand(sweep: Sweep, method_names: list[str]) -> list[Cell]:
             train_steps=sweep.train_steps,
             threat=ThreatModel(labels_known=bool(labels_known), bn_stats=bn_stats),
             bn_mode=sweep.bn_mode,
+            client_memory=sweep.client_memory,
             seed=int(seed),
         )
         for name in method_names:

@@ -46,14 +46,6 @@ SCENARIOS = {
 REPEATS = 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def cases():
     return {name: simulate(scenario)[0] for name, scenario in SCENARIOS.items()}

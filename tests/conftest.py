@@ -16,3 +16,14 @@ def small_case():
     from bench.scenario import Scenario
 
     return simulate(Scenario(model="convnet", model_options={"width": 4}, image_size=16, batch_size=4, seed=3))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def single_thread():
+    """Small models run fastest, and identically, on one thread (and a busy machine does not thrash)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -52,15 +52,6 @@ SCENARIOS = {
 BUDGET = 3  # iterations: the contract is about shapes, ranges and information flow, not quality
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one intra-op thread (several threads contend on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def cases() -> dict[str, tuple[Case, Secret]]:
     return {name: simulate(scenario) for name, scenario in SCENARIOS.items()}

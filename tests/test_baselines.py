@@ -11,6 +11,7 @@ import dataclasses
 import pytest
 import torch
 
+import baselines.dlg as dlg_module
 from baselines.dlg import DLG
 from baselines.gradinversion import GradInversion, schedule_landmarks
 from baselines.idlg import IDLG
@@ -28,15 +29,6 @@ from bench.threat import ThreatModel
 
 UNKNOWN_NO_BN = ThreatModel(labels_known=False, bn_stats="none")
 UNKNOWN_EXACT = ThreatModel(labels_known=False, bn_stats="exact")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one intra-op thread (several threads contend on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def lenet_case(seed: int, size: int = 32, threat: ThreatModel = UNKNOWN_NO_BN) -> tuple[Case, Secret]:
@@ -64,6 +56,17 @@ def mean_psnr(images: torch.Tensor, secret: Secret) -> float:
 def best_pairing_psnr(images: torch.Tensor, secret: Secret) -> float:
     """Mean PSNR under the better of the two pairings of a 2-image batch (batch order is not recoverable)."""
     return max(mean_psnr(images, secret), mean_psnr(images.flip(0), secret))
+
+
+def test_configs_default_to_the_papers_settings():
+    assert (DLG.Config().iterations, DLG.Config().lr, DLG.Config().init_space) == (300, 1.0, "pixel")
+    assert (IDLG.Config().iterations, IDLG.Config().lr, IDLG.Config().stop_below) == (300, 1.0, 1e-6)
+    ig = InvertingGradients.Config()
+    assert (ig.iterations, ig.lr, ig.tv, ig.restarts, ig.signed, ig.boxed) == (24_000, 0.1, 1e-4, 1, True, True)
+    gi = GradInversion.Config()
+    assert (gi.iterations, gi.lr, gi.warmup, gi.seeds) == (20_000, 0.1, 50, 8)
+    weights = (gi.alpha_g, gi.alpha_tv, gi.alpha_l2, gi.alpha_bn, gi.alpha_group, gi.alpha_n)
+    assert weights == (1e-3, 1e-4, 1e-6, 0.1, 0.01, 0.2)
 
 
 # ---- iDLG ---------------------------------------------------------------------------------------------
@@ -128,12 +131,20 @@ def test_dlg_succeeds_in_most_seeded_trials_within_300_steps():
     assert all(good), results  # a converged trial has found the label too
 
 
-def test_dlg_optimises_soft_labels_and_returns_their_argmax():
-    known, secret = lenet_case(3, threat=ThreatModel(labels_known=True, bn_stats="none"))
+def test_dlg_optimises_soft_labels_and_returns_their_argmax(monkeypatch):
+    finished, original = [], dlg_module.run_loop
+
+    def spy(*args, **kwargs):
+        finished.append(original(*args, **kwargs))
+        return finished[-1]
+
+    monkeypatch.setattr(dlg_module, "run_loop", spy)
+    known, _ = lenet_case(3, threat=ThreatModel(labels_known=True, bn_stats="none"))
     rec = create_attack("dlg").reconstruct(known, budget=2, seed=0)
-    logits = torch.tensor(rec.extra["label_logits"])
+    logits = finished[0].label_logits
     assert logits.shape == (1, known.num_classes) and rec.extra["labels"] == "optimised"  # known labels unused
     assert rec.labels.tolist() == logits.argmax(dim=1).tolist()
+    assert rec.extra["label_confidence"] == pytest.approx(logits.softmax(dim=1).amax(dim=1).tolist())
 
 
 # ---- Inverting Gradients ------------------------------------------------------------------------------

@@ -31,15 +31,6 @@ LR, LR_END = 0.1046, 1e-3
 TINY = {"model": "convnet", "model_options": {"width": 4}, "image_size": 16, "batch_size": 4}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # these models are tiny: one thread is fastest, and it keeps a shared machine's cores from thrashing
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def batch_loss(setup):
     """The whole batch's cosine gradient loss for the case's known labels (no second-order graph)."""
     objective = setup.objective(GradientDistance("cosine"))
