@@ -49,6 +49,7 @@ class Sweep:
     model_options: dict[str, Any] = field(default_factory=dict)
     weights: str | None = None
     train_steps: int = 0
+    client_memory: str = "full"
 
 
 TRACKS = ("attacks", "labels")
