@@ -165,6 +165,15 @@ def recover_case(cell: Cell, case: Case, secret: Secret, options: RunOptions) ->
     return Record(status="ok", metrics=scores.to_dict(), per_image=per_image, cost=cost, **base)
 
 
+def remove_partial_writes(out_dir: Path) -> None:
+    """Temporary files of a write that was killed half-way (records are renamed into place when complete)."""
+    if out_dir.is_dir():
+        for partial in out_dir.glob(".*.json.*"):
+            partial.unlink(missing_ok=True)
+        for partial in out_dir.glob(".*.png.*"):
+            partial.unlink(missing_ok=True)
+
+
 def already_ok(cell: Cell, out_dir: Path) -> Record | None:
     path = out_dir / f"{cell.run_id}.json"
     if not path.is_file():
@@ -229,6 +238,8 @@ def run_cells(
     sharded = [world > 1 and (options.shard_above is None or c.scenario.batch_size > options.shard_above) for c in cells]
     solo_index = {i: j for j, i in enumerate(i for i, s in enumerate(sharded) if not s)}
     solo_options = dataclasses.replace(options, collective=None)
+    if rank == 0:
+        remove_partial_writes(out_dir)
     records: dict[int, Record] = {}
     cache: dict = {}
     started = time.time()

@@ -1,0 +1,106 @@
+"""Sweeps as a user runs them: interrupted and resumed, and refused when the input is bad."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.errors import BenchError
+from bench.sweep import expand, load_preset, load_sweep_file
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEP = """
+name: interrupt
+attacks: [noise, inverting-gradients]
+models: [convnet]
+model_options: {width: 4}
+image_size: 16
+batch_sizes: [2]
+seeds: [0, 1, 2]
+budget: 25
+"""
+
+
+def bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, cwd=ROOT, timeout=600)
+
+
+def records_of(folder: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+
+
+def test_killed_sweep_resumes_to_the_same_records(tmp_path):
+    config = tmp_path / "sweep.yaml"
+    config.write_text(SWEEP)
+    killed, fresh = tmp_path / "killed", tmp_path / "fresh"
+    args = [sys.executable, "-m", "bench", "run", "--config", str(config), "--no-images", "--out"]
+    process = subprocess.Popen([*args, str(killed)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while len(list(killed.glob("*.json"))) < 2 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    partial = records_of(killed)
+    assert 0 < len(partial) < 6, "the sweep should have been killed part-way"
+
+    resumed = bench("run", "--config", str(config), "--no-images", "--resume", "--out", str(killed))
+    assert resumed.returncode == 0, resumed.stderr
+    assert bench("run", "--config", str(config), "--no-images", "--out", str(fresh)).returncode == 0
+
+    after, uninterrupted = records_of(killed), records_of(fresh)
+    assert sorted(after) == sorted(uninterrupted) and len(after) == 6  # exactly one record per cell
+    assert all(r["status"] == "ok" for r in after.values())
+    assert not [p for p in killed.iterdir() if p.name.startswith(".")]  # no partial writes left
+    for run_id, record in after.items():
+        assert record["metrics"] == uninterrupted[run_id]["metrics"]
+        if run_id in partial:  # ok records were kept, not re-run
+            assert record["cost"] == partial[run_id]["cost"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--preset", "quik"], "unknown preset 'quik'"),
+        (["--preset", "smoke", "--attacks", "e2egii"], "did you mean e2egi"),
+        (["--preset", "smoke", "--batch-sizes", "64", "--attacks", "noise"], "needs 64 distinct classes"),
+        (["--preset", "smoke", "--repetitions", "1.0", "--attacks", "noise"], "repetition rate must be in [0, 1)"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
+    out = bench("run", *args, "--out", str(tmp_path / "out"))
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and message in out.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_malformed_yaml_and_unknown_fields(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("attacks: [noise\nmodels: lenet\n")
+    out = bench("run", "--config", str(bad), "--out", str(tmp_path / "out"))
+    assert out.returncode == 2 and "malformed YAML" in out.stderr and out.stderr.count("\n") == 1
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("atacks: [noise]\n")
+    with pytest.raises(BenchError, match="unknown sweep field"):
+        load_sweep_file(unknown)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unwritable_output_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    out = bench("run", "--preset", "smoke", "--attacks", "noise", "--out", str(blocker / "runs"))
+    assert out.returncode == 2 and "is not a folder" in out.stderr
+    assert blocker.read_text() == ""
+
+
+def test_presets_expand_to_valid_grids():
+    for name in ("smoke", "quick", "paper"):
+        sweep = load_preset(name)
+        cells = expand(sweep, ["noise"])
+        assert cells and len({c.run_id for c in cells}) == len(cells)
+    paper = load_preset("paper")
+    assert paper.image_size == 224 and max(paper.batch_sizes) == 256 and 0.96 in paper.repetitions
