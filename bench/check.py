@@ -59,7 +59,10 @@ def entry_key(cell_config: dict) -> str:
 
     method = cell_config.get("attack") or cell_config.get("label_method")
     scenario = Scenario.from_dict(cell_config["scenario"])
-    return f"{method} | {scenario.model} {scenario.image_size}px B={scenario.batch_size} r={scenario.repetition:g} | {scenario.key()}"
+    return (
+        f"{method} | {scenario.model} {scenario.image_size}px B={scenario.batch_size} r={scenario.repetition:g} "
+        f"seed={scenario.seed} | {scenario.key()}"
+    )
 
 
 def compare(records: list[Record], reference: dict) -> list[Verdict]:
