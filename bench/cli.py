@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from bench.errors import BenchError
 
@@ -107,7 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"note: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _one_line_warning  # notices (e.g. LPIPS unavailable) as one line, no source
     args = build_parser().parse_args(argv)
     try:
         from bench.distributed.launch import should_spawn, spawn_local
