@@ -1,0 +1,15 @@
+"""Published tables equal a fresh rendering of the records they were rendered from."""
+
+from pathlib import Path
+
+import pytest
+
+from bench.leaderboard import write_leaderboard
+
+BOARD = Path(__file__).resolve().parents[1] / "leaderboard"
+PUBLISHED = [("quick.md", "records/quick", "md")]
+
+
+@pytest.mark.parametrize("table, records, fmt", PUBLISHED)
+def test_published_table_matches_its_records(table, records, fmt):
+    assert write_leaderboard(BOARD / records, None, fmt) == (BOARD / table).read_text()
