@@ -104,3 +104,16 @@ def test_presets_expand_to_valid_grids():
         assert cells and len({c.run_id for c in cells}) == len(cells)
     paper = load_preset("paper")
     assert paper.image_size == 224 and max(paper.batch_sizes) == 256 and 0.96 in paper.repetitions
+
+
+def test_ranks_share_unsharded_cells_and_resume_with_another_world_size(tmp_path):
+    out = tmp_path / "placed"
+    args = ["run", "--preset", "smoke", "--attacks", "noise", "--seeds", "0,1,2", "--no-images", "--out", str(out)]
+    placed = bench(*args, "--nproc", "2", "--shard-above", "8")
+    assert placed.returncode == 0, placed.stderr
+    records = records_of(out)
+    assert len(records) == 3 and all(r["status"] == "ok" for r in records.values())
+    assert all(r["environment"]["world_size"] == 1 for r in records.values())  # one rank per cell
+    again = bench(*args, "--resume")  # one process picks up the folder two ranks wrote
+    assert again.returncode == 0 and "3/3 ok" in again.stdout
+    assert records_of(out) == records
