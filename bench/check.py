@@ -18,7 +18,8 @@ from bench.attack import ATTACKS
 from bench.errors import BenchError
 from bench.labels import LABELS
 from bench.metrics import METRICS, MetricConfig
-from bench.record import Record, write_atomic
+from bench.files import write_atomic
+from bench.record import Record
 from bench.runner import RunOptions, run_cells
 from bench.sweep import Cell, expand, load_sweep_file
 

@@ -20,7 +20,7 @@ from bench.case import BatchNormStats, Case, Secret
 from bench.client_memory import checkpointed, leak_in_chunks
 from bench.data import ImageSource, open_dataset
 from bench.loss import LossSpec
-from bench.models import Architecture, batchnorm_layers, classifier_names
+from bench.models import Architecture, batchnorm_layers, classifier_names, watch_bn_inputs
 from bench.sampler import SampledBatch, repeated_fraction, repetition_rate, sample_batch
 from bench.scenario import Scenario
 
@@ -30,20 +30,13 @@ def record_bn_inputs(model: nn.Module) -> Iterator[dict[str, BatchNormStats]]:
     """Capture, for every BN layer, the mean and biased variance of its input over all but the channel axis."""
     stats: dict[str, BatchNormStats] = {}
 
-    def hook(name: str):
-        def capture(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-            x = inputs[0].detach()
-            dims = [d for d in range(x.dim()) if d != 1]
-            stats[name] = BatchNormStats(x.mean(dims), x.var(dims, unbiased=False))
+    def capture(name: str, x: torch.Tensor) -> None:
+        x = x.detach()
+        dims = [d for d in range(x.dim()) if d != 1]
+        stats[name] = BatchNormStats(x.mean(dims), x.var(dims, unbiased=False))
 
-        return capture
-
-    handles = [m.register_forward_hook(hook(n)) for n, m in batchnorm_layers(model).items()]
-    try:
+    with watch_bn_inputs(model, capture):
         yield stats
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def leak(

@@ -21,7 +21,7 @@ from torch.utils.checkpoint import checkpoint
 
 from bench.case import BatchNormStats
 from bench.loss import LossSpec
-from bench.models import batchnorm_layers
+from bench.models import batchnorm_layers, watch_bn_inputs
 
 EVAL_CHUNK = 16  # samples per chunk; small enough for ResNet-50 at 224 px on a laptop
 
@@ -48,24 +48,14 @@ def accumulate_bn_moments(model: nn.Module) -> Iterator[dict[str, list[torch.Ten
     """Per BN layer: [sum, sum of squares, count] of its inputs over all chunks."""
     moments: dict[str, list[torch.Tensor]] = {}
 
-    def hook(name: str):
-        def capture(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-            x = inputs[0].detach().double()
-            dims = [d for d in range(x.dim()) if d != 1]
-            parts = [x.sum(dims), x.pow(2).sum(dims), torch.tensor(x.numel() / x.shape[1], dtype=torch.float64)]
-            if name in moments:
-                moments[name] = [a + b for a, b in zip(moments[name], parts)]
-            else:
-                moments[name] = parts
+    def add(name: str, x: torch.Tensor) -> None:
+        x = x.detach().double()
+        dims = [d for d in range(x.dim()) if d != 1]
+        parts = [x.sum(dims), x.pow(2).sum(dims), torch.tensor(x.numel() / x.shape[1], dtype=torch.float64)]
+        moments[name] = [a + b for a, b in zip(moments[name], parts)] if name in moments else parts
 
-        return capture
-
-    handles = [m.register_forward_hook(hook(n)) for n, m in batchnorm_layers(model).items()]
-    try:
+    with watch_bn_inputs(model, add):
         yield moments
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def leak_in_chunks(

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from bench.errors import BenchError
+from bench.files import write_atomic
 
 GRID_FOLDER = "grids"  # the leaderboard's per-attack grids, inside its plots folder
 BACKGROUND = (255, 255, 255)
@@ -40,26 +39,10 @@ def run_grid_path(runs_dir: Path, run_id: str) -> Path:
     return Path(runs_dir) / f"{run_id}.png"
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write `data` via a temporary file in the same folder and a rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_png(image: Image.Image, path: Path) -> Path:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    write_bytes_atomic(Path(path), buffer.getvalue())
+    write_atomic(Path(path), buffer.getvalue())
     return Path(path)
 
 

@@ -59,7 +59,7 @@ def best_pairing_psnr(images: torch.Tensor, secret: Secret) -> float:
 
 
 def test_configs_default_to_the_papers_settings():
-    assert (DLG.Config().iterations, DLG.Config().lr, DLG.Config().init_space) == (300, 1.0, "pixel")
+    assert (DLG.Config().iterations, DLG.Config().lr, DLG.Config().init_space) == (300, 1.0, "input")
     assert (IDLG.Config().iterations, IDLG.Config().lr, IDLG.Config().stop_below) == (300, 1.0, 1e-6)
     ig = InvertingGradients.Config()
     assert (ig.iterations, ig.lr, ig.tv, ig.restarts, ig.signed, ig.boxed) == (24_000, 0.1, 1e-4, 1, True, True)

@@ -24,7 +24,7 @@ from bench.distributed.sync_bn import synchronise_batchnorm
 from bench.engine.collective import Collective, Shard, split_evenly
 from bench.errors import BenchError
 from bench.loss import LossSpec
-from bench.models import batchnorm_layers
+from bench.models import watch_bn_inputs
 
 
 def shard_for(total: int, collective: Collective | None) -> Shard:
@@ -45,26 +45,19 @@ def record_whole_batch_bn_inputs(model: nn.Module, shard: Shard) -> Iterator[dic
     """
     stats: dict[str, BatchNormStats] = {}
 
-    def hook(name: str):
-        def capture(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-            x = inputs[0].detach()
-            dims = [d for d in range(x.dim()) if d != 1]
-            wide = x.double()
-            count = wide.new_full((1,), x.numel() // x.shape[1])
-            packed = shard.collective.all_sum_values(torch.cat([wide.sum(dims), wide.pow(2).sum(dims), count]))
-            channels = x.shape[1]
-            mean = packed[:channels] / packed[-1]
-            var = (packed[channels : 2 * channels] / packed[-1] - mean.pow(2)).clamp_min(0)
-            stats[name] = BatchNormStats(mean.to(x.dtype), var.to(x.dtype))
+    def capture(name: str, x: torch.Tensor) -> None:
+        x = x.detach()
+        dims = [d for d in range(x.dim()) if d != 1]
+        wide = x.double()
+        count = wide.new_full((1,), x.numel() // x.shape[1])
+        packed = shard.collective.all_sum_values(torch.cat([wide.sum(dims), wide.pow(2).sum(dims), count]))
+        channels = x.shape[1]
+        mean = packed[:channels] / packed[-1]
+        var = (packed[channels : 2 * channels] / packed[-1] - mean.pow(2)).clamp_min(0)
+        stats[name] = BatchNormStats(mean.to(x.dtype), var.to(x.dtype))
 
-        return capture
-
-    handles = [m.register_forward_hook(hook(n)) for n, m in batchnorm_layers(model).items()]
-    try:
+    with watch_bn_inputs(model, capture):
         yield stats
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def distributed_leak(

@@ -18,7 +18,7 @@ from torch import nn
 
 from bench.case import BatchNormStats
 from bench.engine.collective import Shard
-from bench.models import batchnorm_layers
+from bench.models import watch_bn_inputs
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
@@ -48,19 +48,8 @@ def batch_mean(per_image: torch.Tensor, shard: Shard) -> torch.Tensor:
 def capture_bn_inputs(model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
     """Inputs of every BN layer during the forward passes inside the block (graph kept)."""
     seen: dict[str, torch.Tensor] = {}
-
-    def hook(name: str):
-        def capture(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-            seen[name] = inputs[0]
-
-        return capture
-
-    handles = [m.register_forward_hook(hook(n)) for n, m in batchnorm_layers(model).items()]
-    try:
+    with watch_bn_inputs(model, seen.__setitem__):
         yield seen
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def batch_moments(x: torch.Tensor, shard: Shard) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.grid import GRID_FOLDER, save_attack_grid, write_bytes_atomic
+from bench.files import write_atomic
+from bench.grid import GRID_FOLDER, save_attack_grid
 from bench.leaderboard.aggregate import ROW_AXES, Table, aggregate, axis_text
 from bench.metrics.catalog import METRICS
 from bench.record import Record
@@ -73,7 +74,7 @@ def plot_table(table: Table, path: Path) -> Path | None:
     figure.tight_layout()
     buffer = io.BytesIO()
     FigureCanvasAgg(figure).print_png(buffer)
-    write_bytes_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
     return path
 
 

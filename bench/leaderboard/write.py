@@ -17,7 +17,7 @@ from bench.leaderboard.aggregate import aggregate
 from bench.leaderboard.plots import write_plots
 from bench.leaderboard.render import EXTENSIONS, check_format, render
 from bench.leaderboard.runs import load_runs
-from bench.record import write_atomic
+from bench.files import write_atomic
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ Example:
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -67,6 +68,21 @@ def classifier_names(model: nn.Module) -> tuple[str, str | None]:
 
 def batchnorm_layers(model: nn.Module) -> dict[str, nn.modules.batchnorm._BatchNorm]:
     return {n: m for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+
+
+@contextmanager
+def watch_bn_inputs(model: nn.Module, seen: Callable[[str, torch.Tensor], None]) -> Iterator[None]:
+    """Call `seen(layer name, input)` for every BN layer's input during the forward passes in the block."""
+
+    def hook(name: str):
+        return lambda module, inputs, output: seen(name, inputs[0])
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in batchnorm_layers(model).items()]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 # Builders register themselves on import; they need MODELS defined above.
