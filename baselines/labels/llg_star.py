@@ -11,8 +11,8 @@ is labelled all i and s^(i) = row sums of the gradient of the client's loss w.r.
 Prediction: g = row sums of dW; every class with g_n < 0 (judged before the offset) gets one label; g -= o;
 each chosen class g_n -= m; then until B labels, argmin g gets one more and g -= m on it (as LLG).
 
-Labels do not change the forward pass, so a round runs the model once and takes each label's gradient from
-the classifier's output: the same numbers as N full backward passes. The authors pick the dummy kind per
+Labels do not change the forward pass, so a round runs the model once; cross-entropy's gradient at the
+logits is closed-form, which gives every label's row sums at once: the same numbers as N backward passes. The authors pick the dummy kind per
 dataset; "random" is the default here because train-mode BN normalises a constant batch away. Zeros and
 ones are deterministic, so one round gives their estimate whatever `repeats` says.
 """
@@ -60,33 +60,33 @@ def estimate_impact_and_offset(case: Case, config: LLGStarConfig = LLGStarConfig
     weight_name, _ = case.classifier
     device = case.gradients[weight_name].device
     model = case.build_model(device)
-    model.requires_grad_(False)  # only the classifier's output needs a graph
+    model.requires_grad_(False)  # forward passes only: the gradients at the logits are closed-form
     captured: dict[str, torch.Tensor] = {}
 
-    def capture(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+    def capture(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         captured["feature_sums"] = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).double().sum(1)
-        captured["output"] = output.detach().requires_grad_(True)
-        return captured["output"]
 
     handle = model.get_submodule(weight_name.rpartition(".")[0]).register_forward_hook(capture)
     batch_size, num_classes = case.batch_size, case.num_classes
     generator = torch.Generator().manual_seed(config.seed)
     rounds = config.repeats if config.dummy == "random" else 1
+    scale = case.loss.per_sample_scale(batch_size)
     impact_total = 0.0
     offset_total = torch.zeros(num_classes, dtype=torch.float64)
     try:
         for _ in range(rounds):
             pixels = dummy_pixels(config.dummy, (batch_size, *case.image_shape), generator)
-            with torch.enable_grad():
+            with torch.no_grad():
                 logits = model(case.normalization.normalize(pixels).to(device))
-                for label in range(num_classes):
-                    target = torch.full((batch_size,), label, dtype=torch.long, device=device)
-                    loss = case.loss(logits, target)
-                    (output_grad,) = torch.autograd.grad(loss, captured["output"], retain_graph=True)
-                    sums = (output_grad.reshape(-1, num_classes).double().T @ captured["feature_sums"]).cpu()
-                    impact_total += float(sums[label])
-                    offset_total += sums
-                    offset_total[label] -= sums[label]
+            # Cross-entropy's gradient at the logits is closed-form, (softmax - onehot(i)) x scale, so the
+            # row sums for "every sample labelled i" are, for all i at once:
+            #   s^(i)_j = scale * (sum_b p_bj f_b - [j = i] sum_b f_b),   f_b = sum of sample b's features.
+            probs = logits.reshape(-1, num_classes).double().softmax(dim=1).cpu()
+            features = captured["feature_sums"].cpu()
+            shared = scale * (probs.T @ features)  # the part every label i has in common
+            own = scale * features.sum()
+            impact_total += float((shared - own).sum())  # sum over i of s^(i)_i
+            offset_total += (num_classes - 1) * shared  # sum over i != j of s^(i)_j
     finally:
         handle.remove()
     impact = impact_total / (rounds * num_classes * batch_size) * (1 + 1 / num_classes)
