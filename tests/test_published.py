@@ -7,7 +7,11 @@ import pytest
 from bench.leaderboard import write_leaderboard
 
 BOARD = Path(__file__).resolve().parents[1] / "leaderboard"
-PUBLISHED = [("quick.md", "records/quick", "md")]
+PUBLISHED = [
+    ("quick.md", "records/quick", "md"),
+    ("cpu-convnet.md", "records/cpu-convnet", "md"),
+    ("cpu-convnet.tex", "records/cpu-convnet", "latex"),
+]
 
 
 @pytest.mark.parametrize("table, records, fmt", PUBLISHED)
