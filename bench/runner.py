@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -82,8 +83,6 @@ def check_writable(folder: Path) -> None:
         probe_dir = probe_dir.parent
     if not probe_dir.is_dir():
         raise BenchError(f"output folder {folder}: {probe_dir} is not a folder")
-    import os
-
     if not os.access(probe_dir, os.W_OK | os.X_OK):
         raise BenchError(f"output folder {folder} is not writable")
 
@@ -93,11 +92,10 @@ def peak_memory(device: torch.device) -> int | None:
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
     try:
-        import resource
-
-        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+        import resource  # POSIX only
     except ImportError:
         return None
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
 def _error_line(err: BaseException) -> str:
