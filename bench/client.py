@@ -85,7 +85,8 @@ def simulate(scenario: Scenario, device: torch.device | str = "cpu", collective=
     model.train(scenario.bn_mode == "train")
     inputs, targets = dataset.normalization.normalize(pixels).to(device), labels.to(device)
     if collective is not None and collective.world_size > 1:
-        from bench.distributed.client import distributed_leak, shard_for
+        from bench.distributed.client import distributed_leak
+        from bench.engine.collective import shard_for
 
         shard = shard_for(scenario.batch_size, collective)
         gradients, bn_stats = distributed_leak(model, shard.take(inputs), shard.take(targets), loss, shard)

@@ -23,6 +23,7 @@ from bench.attack import Reconstruction, create_attack
 from bench.case import Case, Secret
 from bench.client import batch_facts, simulate
 from bench.data import open_dataset
+from bench.engine.collective import check_splittable
 from bench.environment import environment
 from bench.errors import BenchError
 from bench.labels import LABELS, missing_need, recover_labels
@@ -53,8 +54,8 @@ def validate(cells: list[Cell], world_size: int = 1, shard_above: int | None = N
     seen: set[str] = set()
     for cell in cells:
         batch = cell.scenario.batch_size
-        if world_size > 1 and (shard_above is None or batch > shard_above) and batch < world_size:
-            raise BenchError(f"a batch of {batch} cannot be split over {world_size} ranks; use at most {batch} ranks")
+        if world_size > 1 and (shard_above is None or batch > shard_above):
+            check_splittable(batch, world_size)
         if cell.label_method is not None:
             LABELS.get(cell.label_method)
         else:

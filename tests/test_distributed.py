@@ -27,7 +27,6 @@ from bench.distributed import (
     close_world,
     distributed_leak,
     open_world,
-    shard_for,
     spawn_local,
     synchronise_batchnorm,
     world_from_env,
@@ -38,7 +37,7 @@ from bench.distributed.launch import (
     rank_environment,
     should_spawn,
 )
-from bench.engine.collective import Shard
+from bench.engine.collective import Shard, shard_for
 from bench.engine.distances import GradientDistance
 from bench.engine.loop import LoopConfig, Variables, run_loop
 from bench.engine.objective import Weights

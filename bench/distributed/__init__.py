@@ -10,7 +10,7 @@ Example:
     ...     attack = create_attack(name, device="cpu", collective=collective)
 """
 
-from bench.distributed.client import distributed_leak, shard_for
+from bench.distributed.client import distributed_leak
 from bench.distributed.collective import TorchCollective, close_world, open_world
 from bench.distributed.launch import (
     is_writer,
@@ -30,7 +30,6 @@ __all__ = [
     "is_writer",
     "open_world",
     "rank_device",
-    "shard_for",
     "should_spawn",
     "spawn_local",
     "synchronise_batchnorm",

@@ -21,20 +21,9 @@ from torch import nn
 
 from bench.case import BatchNormStats
 from bench.distributed.sync_bn import synchronise_batchnorm
-from bench.engine.collective import Collective, Shard, split_evenly
-from bench.errors import BenchError
+from bench.engine.collective import Shard
 from bench.loss import LossSpec
 from bench.models import watch_bn_inputs
-
-
-def shard_for(total: int, collective: Collective | None) -> Shard:
-    """This rank's contiguous shard of a batch of `total` samples (the whole batch for one process)."""
-    if collective is None or collective.world_size == 1:
-        return Shard.whole(total)
-    if total < collective.world_size:
-        raise BenchError(f"a batch of {total} cannot be split over {collective.world_size} ranks; use at most {total}")
-    start, stop = split_evenly(total, collective.world_size, collective.rank)
-    return Shard(start, stop, total, collective)
 
 
 @contextmanager

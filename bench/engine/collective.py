@@ -14,6 +14,8 @@ from typing import Protocol
 
 import torch
 
+from bench.errors import BenchError
+
 
 class Collective(Protocol):
     rank: int
@@ -76,3 +78,18 @@ def split_evenly(total: int, world_size: int, rank: int) -> tuple[int, int]:
     base, extra = divmod(total, world_size)
     start = rank * base + min(rank, extra)
     return start, start + base + (1 if rank < extra else 0)
+
+
+def check_splittable(total: int, world_size: int) -> None:
+    """Every rank must hold at least one sample of a sharded batch."""
+    if total < world_size:
+        raise BenchError(f"a batch of {total} cannot be split over {world_size} ranks; use at most {total}")
+
+
+def shard_for(total: int, collective: Collective | None) -> Shard:
+    """This rank's contiguous shard of a batch of `total` samples (the whole batch for one process)."""
+    if collective is None or collective.world_size == 1:
+        return Shard.whole(total)
+    check_splittable(total, collective.world_size)
+    start, stop = split_evenly(total, collective.world_size, collective.rank)
+    return Shard(start, stop, total, collective)

@@ -9,11 +9,10 @@ import torch
 from torch import nn
 
 from bench.case import Case
-from bench.engine.collective import Collective, Shard, split_evenly
+from bench.engine.collective import Collective, Shard, shard_for
 from bench.engine.distances import GradientDistance
 from bench.engine.dummy_gradient import trainable_parameters
 from bench.engine.objective import Objective, Weights
-from bench.errors import BenchError
 
 
 @dataclass
@@ -79,15 +78,7 @@ class AttackSetup:
 def setup_attack(case: Case, device: torch.device | str = "cpu", collective: Collective | None = None) -> AttackSetup:
     """Build the attacker's copy of the model (client BN mode) and this process's shard of the batch."""
     device = torch.device(device)
-    if collective is None or collective.world_size == 1:
-        shard = Shard.whole(case.batch_size)
-    else:
-        if case.batch_size < collective.world_size:
-            raise BenchError(
-                f"a batch of {case.batch_size} cannot be split over {collective.world_size} ranks; use at most {case.batch_size}"
-            )
-        start, stop = split_evenly(case.batch_size, collective.world_size, collective.rank)
-        shard = Shard(start, stop, case.batch_size, collective)
+    shard = shard_for(case.batch_size, collective)
     model = case.build_model(device)
     if shard.distributed:
         from bench.distributed.sync_bn import synchronise_batchnorm
