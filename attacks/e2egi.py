@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -29,12 +28,12 @@ from attacks.mlco import PAPER_T_IN, Stage, run_mlco, stage_plan
 from bench.attack import Attack, Progress, Reconstruction, register_attack
 from bench.case import Case
 from bench.engine.distances import GradientDistance
-from bench.engine.loop import LoopConfig, LoopResult, Variables, run_loop
+from bench.engine.loop import LoopConfig, LoopResult, Variables, iteration_budget, run_loop
 from bench.engine.objective import Objective, Weights
 from bench.engine.schedule import Schedule
 from bench.engine.setup import AttackSetup, setup_attack
 from bench.errors import BenchError
-from bench.labels import recover_labels
+from bench.labels import known_or_recovered
 from bench.threat import Requirements
 
 
@@ -68,6 +67,12 @@ class E2EGIConfig:
     end_rate: float = 0.4
     label_method: str = "e2egi"  # used when the threat model hides the labels
 
+    def __post_init__(self) -> None:
+        valid = self.n_seed >= 2 if self.mlco else self.n_seed == 1
+        if not valid:
+            need = "at least 2 (MLCO combines seeds)" if self.mlco else "1 without MLCO"
+            raise BenchError(f"n_seed must be {need}, got {self.n_seed}")
+
 
 @register_attack(
     "e2egi-no-mlco", description="E2EGI base inversion alone: one seed, same budget, no MLCO", mlco=False, n_seed=1
@@ -77,22 +82,11 @@ class E2EGI(Attack):
     Config = E2EGIConfig
     requires = Requirements(labels_known=False, bn_stats=("running", "exact"), needs_bn_layers=True)
 
-    def reconstruct(
-        self, case: Case, budget: int | None = None, seed: int = 0, progress: Progress | None = None
-    ) -> Reconstruction:
-        begin = time.perf_counter()
+    def invert(self, case: Case, budget: int | None, seed: int, progress: Progress | None) -> Reconstruction:
         cfg = self.config
-        budget = cfg.iterations if budget is None else budget
-        if budget < 1:
-            raise BenchError(f"the iteration budget must be at least 1, got {budget}")
-        seeds_ok = cfg.n_seed >= 2 if cfg.mlco else cfg.n_seed == 1
-        if not seeds_ok:
-            need = "at least 2 (MLCO combines seeds)" if cfg.mlco else "1 without MLCO"
-            raise BenchError(f"n_seed must be {need}, got {cfg.n_seed}")
-        if case.bn_prior() is None:
-            raise BenchError("e2egi needs BN statistics (exact or running); the threat model gives none")
+        budget = iteration_budget(budget, cfg.iterations)
         setup = setup_attack(case, self.device, self.collective)
-        all_labels, label_source = self._labels(case)
+        all_labels, label_source = known_or_recovered(case, cfg.label_method)
         labels = setup.shard.take(all_labels.to(setup.device))
         generator = setup.generator(seed)
         seeds = [setup.random_images(generator) for _ in range(cfg.n_seed)]
@@ -110,19 +104,12 @@ class E2EGI(Attack):
             extra["stages"] = [{"name": plan[0].name, "gradient_loss": single.gradient_loss}]
         extra["gradient_loss"] = final_loss
         return Reconstruction(
-            images=setup.to_pixels(_whole_batch(setup, images)),
+            images=setup.to_pixels(setup.whole_batch(images)),
             labels=all_labels,
             loss_trace=trace,
             iterations=iterations,
-            wall_time=time.perf_counter() - begin,
             extra=extra,
         )
-
-    def _labels(self, case: Case) -> tuple[torch.Tensor, str]:
-        """The whole batch's labels and where they came from ("known" or the label method's name)."""
-        if case.labels is not None:
-            return case.labels.long(), "known"
-        return recover_labels(self.config.label_method, case), self.config.label_method
 
     def _plan(self, budget: int) -> list[Stage]:
         cfg = self.config
@@ -188,13 +175,3 @@ class _Progress:
             self.progress(self.done, loss)
 
         return report
-
-
-def _whole_batch(setup: AttackSetup, images: torch.Tensor) -> torch.Tensor:
-    """The whole batch on every rank: each rank places its rows, and a sum over ranks fills the rest."""
-    shard = setup.shard
-    if not shard.distributed:
-        return images
-    whole = images.new_zeros((shard.total, *images.shape[1:]))
-    whole[shard.start : shard.stop] = images.detach()
-    return shard.collective.all_sum_values(whole)

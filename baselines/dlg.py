@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -54,10 +53,7 @@ class DLG(Attack):
     Config = DLGConfig
     requires = Requirements()
 
-    def reconstruct(
-        self, case: Case, budget: int | None = None, seed: int = 0, progress: Progress | None = None
-    ) -> Reconstruction:
-        begin = time.perf_counter()
+    def invert(self, case: Case, budget: int | None, seed: int, progress: Progress | None) -> Reconstruction:
         cfg = self.config
         iterations = iteration_budget(budget, cfg.iterations)
         setup = setup_attack(case, self.device, self.collective)
@@ -72,7 +68,6 @@ class DLG(Attack):
             labels=result.label_logits.argmax(dim=1),
             loss_trace=result.trace,
             iterations=result.iterations,
-            wall_time=time.perf_counter() - begin,
             extra={
                 "gradient_loss": result.gradient_loss,
                 "labels": "optimised",

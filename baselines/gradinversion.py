@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -43,7 +42,7 @@ from bench.engine.schedule import Schedule
 from bench.engine.seed_group import SeedGroup
 from bench.engine.setup import AttackSetup, setup_attack
 from bench.errors import BenchError
-from bench.labels import recover_labels
+from bench.labels import known_or_recovered
 from bench.threat import Requirements
 
 
@@ -80,6 +79,12 @@ class GradInversionConfig:
     label_method: str = "yin"
     output: Literal["consensus", "best_seed"] = "consensus"
 
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise BenchError(f"gradinversion needs at least one seed, got {self.seeds}")
+        if self.output not in ("consensus", "best_seed"):
+            raise BenchError(f"gradinversion output must be consensus or best_seed, got {self.output!r}")
+
 
 def schedule_landmarks(config: GradInversionConfig, iterations: int) -> dict[str, int]:
     """Warm-up length, first consensus and refresh interval for a run of `iterations`.
@@ -103,19 +108,10 @@ class GradInversion(Attack):
     Config = GradInversionConfig
     requires = Requirements(bn_stats=("running", "exact"), needs_bn_layers=True)
 
-    def reconstruct(
-        self, case: Case, budget: int | None = None, seed: int = 0, progress: Progress | None = None
-    ) -> Reconstruction:
-        begin = time.perf_counter()
+    def invert(self, case: Case, budget: int | None, seed: int, progress: Progress | None) -> Reconstruction:
         cfg = self.config
         iterations = iteration_budget(budget, cfg.iterations)
-        if cfg.seeds < 1:
-            raise BenchError(f"gradinversion needs at least one seed, got {cfg.seeds}")
-        if cfg.output not in ("consensus", "best_seed"):
-            raise BenchError(f"gradinversion output must be consensus or best_seed, got {cfg.output!r}")
-        if case.bn_prior() is None:
-            raise BenchError("gradinversion needs BN statistics (running or exact); the threat model gives none")
-        labels, source = self._labels(case)
+        labels, source = known_or_recovered(case, cfg.label_method)
         setup = setup_attack(case, self.device, self.collective)
         group = SeedGroup(self.objective(setup), cfg.seeds)
         generator = setup.generator(seed)
@@ -155,7 +151,6 @@ class GradInversion(Attack):
             labels=labels,
             loss_trace=result.trace,
             iterations=result.iterations,
-            wall_time=time.perf_counter() - begin,
             extra={
                 "gradient_loss": loss,
                 "labels": source,
@@ -174,9 +169,3 @@ class GradInversion(Attack):
             group_kind="l2",
         )  # fmt: skip
         return setup.objective(GradientDistance("l2"), weights, bn=True)
-
-    def _labels(self, case: Case) -> tuple[torch.Tensor, str]:
-        """The batch's labels and where they came from ("known" or the label method's name)."""
-        if case.labels is not None:
-            return case.labels.long(), "known"
-        return recover_labels(self.config.label_method, case), self.config.label_method

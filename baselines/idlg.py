@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,8 +24,7 @@ from bench.engine.loop import LoopConfig, Variables, iteration_budget, run_loop
 from bench.engine.objective import Objective
 from bench.engine.schedule import Schedule
 from bench.engine.setup import AttackSetup, setup_attack
-from bench.errors import BenchError
-from bench.labels import recover_labels
+from bench.labels import known_or_recovered
 from bench.threat import Requirements
 
 
@@ -54,18 +52,10 @@ class IDLG(Attack):
     Config = IDLGConfig
     requires = Requirements(max_batch_size=1)
 
-    def reconstruct(
-        self, case: Case, budget: int | None = None, seed: int = 0, progress: Progress | None = None
-    ) -> Reconstruction:
-        begin = time.perf_counter()
+    def invert(self, case: Case, budget: int | None, seed: int, progress: Progress | None) -> Reconstruction:
         cfg = self.config
-        if case.batch_size != 1:
-            raise BenchError(f"idlg reconstructs single images (B = 1); this batch has {case.batch_size}")
         iterations = iteration_budget(budget, cfg.iterations)
-        if case.labels is not None:
-            labels, source = case.labels.long(), "known"
-        else:
-            labels, source = recover_labels("idlg", case), "idlg"
+        labels, source = known_or_recovered(case, "idlg")
         setup = setup_attack(case, self.device, self.collective)
         images = setup.random_images(setup.generator(seed), space=cfg.init_space)
         objective = self.objective(setup)
@@ -83,7 +73,6 @@ class IDLG(Attack):
             labels=labels,
             loss_trace=result.trace,
             iterations=result.iterations,
-            wall_time=time.perf_counter() - begin,
             extra={"gradient_loss": result.gradient_loss, "labels": source},
         )
 

@@ -15,10 +15,7 @@ Example:
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-
-import torch
 
 from bench.attack import Attack, Progress, Reconstruction, register_attack
 from bench.case import Case
@@ -28,7 +25,7 @@ from bench.engine.objective import Objective, Weights
 from bench.engine.restarts import best_of_restarts
 from bench.engine.schedule import Schedule
 from bench.engine.setup import AttackSetup, setup_attack
-from bench.labels import recover_labels
+from bench.labels import known_or_recovered
 from bench.threat import Requirements
 
 
@@ -66,13 +63,11 @@ class InvertingGradients(Attack):
     Config = InvertingGradientsConfig
     requires = Requirements()
 
-    def reconstruct(
-        self, case: Case, budget: int | None = None, seed: int = 0, progress: Progress | None = None
-    ) -> Reconstruction:
-        begin = time.perf_counter()
+    def invert(self, case: Case, budget: int | None, seed: int, progress: Progress | None) -> Reconstruction:
         cfg = self.config
         iterations = iteration_budget(budget, cfg.iterations)
-        all_labels, source = self._labels(case)
+        # B = 1 uses the iDLG rule, as the authors' code does
+        all_labels, source = known_or_recovered(case, "idlg" if case.batch_size == 1 else cfg.label_method)
         setup = setup_attack(case, self.device, self.collective)
         labels = setup.shard.take(all_labels.to(setup.device))
         objective = self.objective(setup)
@@ -97,7 +92,6 @@ class InvertingGradients(Attack):
             labels=all_labels,
             loss_trace=best.result.trace,
             iterations=iterations * cfg.restarts,
-            wall_time=time.perf_counter() - begin,
             extra={
                 "gradient_loss": best.result.gradient_loss,
                 "labels": source,
@@ -111,10 +105,3 @@ class InvertingGradients(Attack):
         cfg = self.config
         distance = GradientDistance("cosine", cfg.layers, cfg.layer_weights)
         return setup.objective(distance, Weights(gradient=1.0, tv=cfg.tv))
-
-    def _labels(self, case: Case) -> tuple[torch.Tensor, str]:
-        """The whole batch's labels and where they came from ("known" or a label method's name)."""
-        if case.labels is not None:
-            return case.labels.long(), "known"
-        method = "idlg" if case.batch_size == 1 else self.config.label_method
-        return recover_labels(method, case), method

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
@@ -60,11 +61,32 @@ class Attack(ABC):
         self.device = torch.device(device)
         self.collective = collective
 
-    @abstractmethod
+    def incompatibility(self, case: Case) -> str | None:
+        """Why this attack may not run on `case` (its threat model, model or batch), or None."""
+        return self.requires.incompatibility(case.threat, case.has_bn_layers(), case.batch_size)
+
+    def check_compatible(self, case: Case) -> None:
+        """Refuse a case the attack's declared requirements exclude (the runner skips such pairs instead)."""
+        reason = self.incompatibility(case)
+        if reason:
+            raise BenchError(f"{self.name or type(self).__name__}: {reason}")
+
     def reconstruct(
         self, case: Case, budget: int | None = None, seed: int = 0, progress: Progress | None = None
     ) -> Reconstruction:
-        """Reconstruct the batch behind `case.gradients`; `budget` caps iterations (None: paper budget)."""
+        """Reconstruct the batch behind `case.gradients`; `budget` caps iterations (None: paper budget).
+
+        Every attack refuses a case its requirements exclude, here, and its wall time is measured here.
+        """
+        self.check_compatible(case)
+        start = time.perf_counter()
+        reconstruction = self.invert(case, budget, seed, progress)
+        reconstruction.wall_time = time.perf_counter() - start
+        return reconstruction
+
+    @abstractmethod
+    def invert(self, case: Case, budget: int | None, seed: int, progress: Progress | None) -> Reconstruction:
+        """The attack itself, on a case already checked against `requires`."""
 
 
 ATTACKS: Registry[type[Attack]] = Registry("attack")

@@ -87,6 +87,14 @@ def recover_labels(method: str, case: Case) -> torch.Tensor:
     return torch.sort(labels.detach().cpu()).values
 
 
+def known_or_recovered(case: Case, method: str) -> tuple[torch.Tensor, str]:
+    """The batch's labels for an attack and their source: the known ones ("known") when the threat model
+    gives them, else those recovered by the label `method` (its name)."""
+    if case.labels is not None:
+        return case.labels.long(), "known"
+    return recover_labels(method, case), method
+
+
 def greedy_by_impact(
     scores: torch.Tensor, impact: float, batch_size: int, present: torch.Tensor | None = None
 ) -> torch.Tensor:

@@ -113,7 +113,7 @@ def attack_case(
         batch=batch_facts(secret),
     )
     attack = create_attack(cell.attack, device=device, collective=options.collective)
-    reason = attack.requires.incompatibility(case.threat, case.has_bn_layers(), case.batch_size)
+    reason = attack.incompatibility(case)
     if reason:
         return Record(status="skipped", error=reason, **base), None
     if device.type == "cuda":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import re
 import typing
 from collections.abc import Iterator
 
@@ -116,6 +117,16 @@ def test_idlg_refuses_a_batch_it_declares_incompatible(cases):
     assert attack.requires.incompatibility(case.threat, case.has_bn_layers(), case.batch_size) is not None
     with pytest.raises(BenchError):
         attack.reconstruct(case, budget=1)
+
+
+@pytest.mark.parametrize("name", ATTACKS.names())
+def test_every_attack_refuses_every_case_its_requirements_exclude(name, cases):
+    attack = create_attack(name)
+    for case, _ in cases.values():
+        reason = attack.incompatibility(case)
+        if reason is not None:
+            with pytest.raises(BenchError, match=re.escape(reason)):
+                attack.reconstruct(case, budget=1)
 
 
 # ---- the Case cannot reach the Secret ----------------------------------------------------------------
