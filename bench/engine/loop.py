@@ -123,10 +123,11 @@ def run_loop(
             group["lr"] = lr
         if config.optimizer == "lbfgs":
             optimizer.step(closure)
-            evaluated = None
         else:
-            evaluated = _snapshot(variables) if config.keep_best else None
             closure()
+            # the images are still the evaluated iterate until the step: copy them only when they are the best
+            if config.keep_best and last["gradient_loss"] < best_loss:
+                best_loss, best = last["gradient_loss"], _snapshot(variables)
             optimizer.step()
         with torch.no_grad():
             if box is not None and config.boxed:
@@ -141,8 +142,6 @@ def run_loop(
             consensus = consensus if fresh is None else fresh
         loss = last["gradient_loss"]
         trace.append(loss)
-        if evaluated is not None and loss < best_loss:
-            best_loss, best = loss, evaluated
         if progress:
             progress(done, last["total"])
         if config.stop_below is not None and loss < config.stop_below:
