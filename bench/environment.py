@@ -29,6 +29,7 @@ def git_commit() -> str | None:
         return None
 
 
+@lru_cache(maxsize=1)
 def versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {}
     for name in PACKAGES:
@@ -48,7 +49,7 @@ def device_name(device: torch.device | str) -> str:
 
 def environment(device: torch.device | str = "cpu", world_size: int = 1) -> dict:
     return {
-        "versions": versions(),
+        "versions": dict(versions()),
         "python": platform.python_version(),
         "git_commit": git_commit(),
         "device": device_name(device),

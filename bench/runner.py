@@ -88,12 +88,29 @@ def check_writable(folder: Path) -> None:
         raise BenchError(f"output folder {folder} is not writable")
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a run's peak-memory measurement: the CUDA allocator's peak, or on Linux the process's peak
+    resident set (writing 5 to /proc/self/clear_refs resets it), so each record reports its own run."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # not Linux: peak_memory falls back to the process's lifetime peak
+
+
 def peak_memory(device: torch.device) -> int | None:
-    """Peak bytes: the device allocator's on CUDA, the process's peak resident set on CPU."""
+    """Peak bytes since `reset_peak_memory`: the device allocator's on CUDA, resident set size on CPU."""
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
     try:
-        import resource  # POSIX only
+        status = Path("/proc/self/status").read_text()
+        return int(status.split("VmHWM:")[1].split()[0]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    try:
+        import resource  # POSIX without /proc: the process's peak since it started
     except ImportError:
         return None
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
@@ -103,21 +120,27 @@ def _error_line(err: BaseException) -> str:
     return traceback.format_exception_only(type(err), err)[-1].strip()
 
 
+def _record_fields(cell: Cell, secret: Secret | None, options: RunOptions) -> dict:
+    """What every record of `cell` carries, whatever its outcome."""
+    return dict(
+        run_id=cell.run_id,
+        config=cell.config(),
+        environment=environment(options.device, _world_size(options)),
+        batch=batch_facts(secret) if secret is not None else {},
+    )
+
+
 def attack_case(
     cell: Cell, case: Case, secret: Secret, options: RunOptions, progress: Progress | None = None
 ) -> tuple[Record, Reconstruction | None]:
     """Run one attack cell on an already simulated case; every outcome becomes a record."""
     device = torch.device(options.device)
-    base = dict(
-        run_id=cell.run_id, config=cell.config(), environment=environment(device, _world_size(options)),
-        batch=batch_facts(secret),
-    )
+    base = _record_fields(cell, secret, options)
     attack = create_attack(cell.attack, device=device, collective=options.collective)
     reason = attack.incompatibility(case)
     if reason:
         return Record(status="skipped", error=reason, **base), None
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_memory(device)
     start, cpu_start = time.perf_counter(), time.process_time()
     try:
         callback = progress.run_callback(cell) if progress else None
@@ -146,10 +169,7 @@ def attack_case(
 
 def recover_case(cell: Cell, case: Case, secret: Secret, options: RunOptions) -> Record:
     """Run one label-recovery cell: predicted label multiset -> label metrics."""
-    device = torch.device(options.device)
-    base = dict(
-        run_id=cell.run_id, config=cell.config(), environment=environment(device), batch=batch_facts(secret)
-    )
+    base = _record_fields(cell, secret, options)
     reason = missing_need(case, LABELS.get(cell.label_method).info.get("needs", ()))
     if reason:
         return Record(status="skipped", error=reason, **base)
@@ -190,7 +210,7 @@ def _world_size(options: RunOptions) -> int:
 
 def _run_one(cell: Cell, options: RunOptions, cache: dict, progress: Progress | None) -> tuple[Record, Reconstruction | None, Secret | None]:
     """Simulate the cell's case (once per scenario) and run its method."""
-    key = cell.scenario.key()
+    key = (cell.scenario.key(), options.collective is not None)  # a sharded case differs in placement only
     try:
         if cache.get("key") != key:
             cache.clear()
@@ -201,11 +221,8 @@ def _run_one(cell: Cell, options: RunOptions, cache: dict, progress: Progress | 
     except Exception as err:  # the client itself failed (e.g. out of memory): a result for this cell
         if _world_size(options) > 1:
             raise
-        record = Record(
-            run_id=cell.run_id, config=cell.config(), status="failed",
-            error=f"client simulation: {_error_line(err)}", environment=environment(options.device),
-        )
-        return record, None, None
+        error = f"client simulation: {_error_line(err)}"
+        return Record(status="failed", error=error, **_record_fields(cell, None, options)), None, None
     case, secret = cache["case"], cache["secret"]
     if cell.label_method is not None:
         return recover_case(cell, case, secret, options), None, secret
@@ -256,11 +273,7 @@ def run_cells(
             if progress:
                 progress.cell_done(done, resumed=True)
             continue
-        if run_options is not options:
-            cache_for = cache.setdefault("solo", {})
-        else:
-            cache_for = cache.setdefault("sharded", {})
-        record, rec, secret = _run_one(cell, run_options, cache_for, progress)
+        record, rec, secret = _run_one(cell, run_options, cache, progress)
         if writer:
             _write(record, rec, secret, out_dir, options)
         records[i] = record
