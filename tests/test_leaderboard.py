@@ -23,6 +23,7 @@ from bench.leaderboard import (
     mean_ci95,
     render,
     t_quantile,
+    tables_for,
     views_for,
     write_leaderboard,
     write_plots,
@@ -328,14 +329,14 @@ def test_plots_are_pngs_with_deterministic_names(runs: Path, tmp_path: Path):
         make_record("llg", 8, seed, metrics={"label_acc": 0.5 + seed / 10}, repetition=r, track="label_method")
         for seed in (0, 1) for r in (0.0, 0.5)
     ]
-    paths = write_plots(records, tmp_path / "plots")
+    paths = write_plots(tables_for(records), tmp_path / "plots")
     assert [p.name for p in paths] == [
         "psnr-vs-batch_size__attack_labels-unknown_bn-exact_embedded_convnet_32-px_r=0.png",
         "label_acc-vs-repetition__label_method_labels-unknown_bn-exact_embedded_convnet_32-px_b=8.png",
     ]
     for path in paths:
         assert _png_size(path) == (int(FIGSIZE[0] * DPI), int(FIGSIZE[1] * DPI))
-    assert [p.name for p in write_plots(records, tmp_path / "again")] == [p.name for p in paths]
+    assert [p.name for p in write_plots(tables_for(records), tmp_path / "again")] == [p.name for p in paths]
 
 
 def test_grid_layout_and_pixels(tmp_path: Path):
@@ -384,7 +385,7 @@ def test_attack_grid_tiles_run_grids(runs: Path, tmp_path: Path):
         save_grid(truth, truth, [1, 0], run_grid_path(runs, r.run_id))
     one = Image.open(run_grid_path(runs, grids[0].run_id)).size  # (14, 14)
 
-    written = write_plots(records, tmp_path / "plots", runs_dir=runs)
+    written = write_plots(tables_for(records), tmp_path / "plots", records, runs_dir=runs)
     attack_grid = tmp_path / "plots" / "grids" / "dlg.png"
     assert attack_grid in written and not (tmp_path / "plots" / "grids" / "ig.png").exists()
     n = len(grids)
@@ -394,3 +395,9 @@ def test_attack_grid_tiles_run_grids(runs: Path, tmp_path: Path):
 
     from_arrays = save_attack_grid([(truth, truth, [0, 1]), (truth[:1], truth[:1], [0])], tmp_path / "arrays.png")
     assert _png_size(from_arrays) == (14, 14 + 2 + 14)  # the wider grid sets the width
+
+
+def test_plots_follow_the_views_of_the_tables(runs: Path, tmp_path: Path):
+    write_leaderboard(runs, format="md", plots_dir=tmp_path / "plots", views=views_for(["lpips"], "batch_size"))
+    names = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
+    assert names and all(name.startswith("lpips-vs-batch_size__") for name in names)

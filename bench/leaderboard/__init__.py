@@ -7,23 +7,31 @@ Example:
     >>> render(tables, "latex")
 """
 
-from bench.leaderboard.aggregate import COLUMN_AXES, ROW_AXES, Group, Row, Table, aggregate
-from bench.leaderboard.plots import PLOT_VIEWS, PlotView, plot_table, write_attack_grids, write_plots
+from bench.leaderboard.aggregate import (
+    COLUMN_AXES,
+    DEFAULT_VIEWS,
+    ROW_AXES,
+    Group,
+    Row,
+    Table,
+    View,
+    aggregate,
+    tables_for,
+)
+from bench.leaderboard.plots import plot_table, write_attack_grids, write_plots
 from bench.leaderboard.render import LEGEND, RENDERERS, latex_escape, render
 from bench.leaderboard.runs import load_runs
 from bench.leaderboard.stats import CellStats, mean_ci95, t_quantile
-from bench.leaderboard.write import DEFAULT_VIEWS, View, views_for, write_leaderboard
+from bench.leaderboard.write import views_for, write_leaderboard
 
 __all__ = [
     "COLUMN_AXES",
     "DEFAULT_VIEWS",
     "LEGEND",
-    "PLOT_VIEWS",
     "RENDERERS",
     "ROW_AXES",
     "CellStats",
     "Group",
-    "PlotView",
     "Row",
     "Table",
     "View",
@@ -34,6 +42,7 @@ __all__ = [
     "plot_table",
     "render",
     "t_quantile",
+    "tables_for",
     "views_for",
     "write_attack_grids",
     "write_leaderboard",

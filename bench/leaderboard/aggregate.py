@@ -18,7 +18,7 @@ import json
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Literal
@@ -282,3 +282,24 @@ def aggregate(
         if track == rows:
             grouped[_group(record, track, columns)].append(record)
     return [_table(group, grouped[group], rows, columns, metric) for group in sorted(grouped, key=Group.sort_key)]
+
+
+@dataclass(frozen=True)
+class View:
+    """One family of tables (and their plots): the track (rows), the metric and the column axis."""
+
+    rows: str
+    metric: str
+    columns: str
+
+
+DEFAULT_VIEWS: tuple[View, ...] = (
+    View("attack", "psnr", "batch_size"),
+    View("label_method", "label_acc", "repetition"),
+)
+
+
+def tables_for(records: Iterable[Record], views: Sequence[View] = DEFAULT_VIEWS) -> list[Table]:
+    """Every table of every view, in view order."""
+    records = list(records)
+    return [table for view in views for table in aggregate(records, view.rows, view.columns, view.metric)]

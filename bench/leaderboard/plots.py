@@ -13,31 +13,17 @@ from __future__ import annotations
 import io
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from bench.files import write_atomic
 from bench.grid import GRID_FOLDER, save_attack_grid
-from bench.leaderboard.aggregate import ROW_AXES, Table, aggregate, axis_text
+from bench.leaderboard.aggregate import ROW_AXES, Table, axis_text
 from bench.metrics.catalog import METRICS
 from bench.record import Record
 
 FIGSIZE = (6.4, 4.0)  # inches; at DPI 100 a plot is 640 x 400 pixels
 DPI = 100
 X_LABELS = {"batch_size": "batch size B", "repetition": "label repetition rate r = 1 - U/B"}
-
-
-@dataclass(frozen=True)
-class PlotView:
-    rows: str
-    metric: str
-    columns: str
-
-
-PLOT_VIEWS: tuple[PlotView, ...] = (
-    PlotView("attack", "psnr", "batch_size"),
-    PlotView("label_method", "label_acc", "repetition"),
-)
 
 
 def plot_path(table: Table, out_dir: Path) -> Path:
@@ -101,15 +87,15 @@ def write_attack_grids(records: Sequence[Record], run_grids: dict[str, Path], ou
 
 
 def write_plots(
-    records: Sequence[Record], out_dir: Path, views: Sequence[PlotView] = PLOT_VIEWS, runs_dir: Path | None = None
+    tables: Sequence[Table], out_dir: Path, records: Sequence[Record] = (), runs_dir: Path | None = None
 ) -> list[Path]:
-    """Every plot of `views` that has data, plus per-attack image grids when runs_dir holds run grids."""
+    """A plot of every table that has data, plus per-attack image grids of `records` when runs_dir holds
+    their run grids."""
     written = []
-    for view in views:
-        for table in aggregate(records, view.rows, view.columns, view.metric):
-            path = plot_table(table, plot_path(table, out_dir))
-            if path is not None:
-                written.append(path)
+    for table in tables:
+        path = plot_table(table, plot_path(table, out_dir))
+        if path is not None:
+            written.append(path)
     if runs_dir is not None:
         written += write_attack_grids(records, find_run_grids(runs_dir, {r.run_id for r in records}), out_dir)
     return written

@@ -9,30 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.leaderboard.aggregate import aggregate
+from bench.files import write_atomic
+from bench.leaderboard.aggregate import DEFAULT_VIEWS, View, tables_for
 from bench.leaderboard.plots import write_plots
 from bench.leaderboard.render import EXTENSIONS, check_format, render
 from bench.leaderboard.runs import load_runs
-from bench.files import write_atomic
-
-
-@dataclass(frozen=True)
-class View:
-    """One family of tables: the track (rows), the metric and the column axis."""
-
-    rows: str
-    metric: str
-    columns: str
-
-
-DEFAULT_VIEWS: tuple[View, ...] = (
-    View("attack", "psnr", "batch_size"),
-    View("label_method", "label_acc", "repetition"),
-)
 
 
 def views_for(metrics: Sequence[str] | None = None, columns: str | None = None) -> tuple[View, ...]:
@@ -64,7 +48,7 @@ def write_leaderboard(
     """
     check_format(format)
     records = load_runs(Path(runs_dir))
-    tables = [t for v in views for t in aggregate(records, v.rows, v.columns, v.metric)]
+    tables = tables_for(records, views)
     if not tables:
         tracks = ", ".join(sorted({v.rows for v in views}))
         raise BenchError(f"no records under {runs_dir} belong to the tables asked for ({tracks})")
@@ -77,7 +61,7 @@ def write_leaderboard(
             raise BenchError(f"cannot write {path}: {err.strerror or err}") from None
     if plots_dir is not None:
         try:
-            write_plots(records, Path(plots_dir), runs_dir=Path(runs_dir))
+            write_plots(tables, Path(plots_dir), records, runs_dir=Path(runs_dir))
         except OSError as err:
             raise BenchError(f"cannot write plots to {plots_dir}: {err.strerror or err}") from None
     return text
