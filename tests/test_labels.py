@@ -216,21 +216,12 @@ def test_registry_holds_every_method_with_known_needs():
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_llg_matches_plain_rederivation_with_repeats(seed):
+@pytest.mark.parametrize(
+    "method, plain", [("llg", plain_llg), ("e2egi", plain_e2egi), ("bias-corrected", plain_bias_corrected)]
+)
+def test_counting_rules_match_plain_rederivations_with_repeats(method, plain, seed):
     case, _ = closed_form_case(REPEATED, seed=seed)
-    assert recover_labels("llg", case).tolist() == plain_llg(case)
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_e2egi_matches_plain_rederivation_with_repeats(seed):
-    case, _ = closed_form_case(REPEATED, seed=seed)
-    assert recover_labels("e2egi", case).tolist() == plain_e2egi(case)
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_bias_corrected_matches_plain_rederivation_with_repeats(seed):
-    case, _ = closed_form_case(REPEATED, seed=seed)
-    assert recover_labels("bias-corrected", case).tolist() == plain_bias_corrected(case)
+    assert recover_labels(method, case).tolist() == plain(case)
 
 
 @pytest.mark.parametrize("seed", range(4))
