@@ -58,7 +58,7 @@ def add_scenario_flags(parser: argparse.ArgumentParser, many: bool) -> None:
         parser.add_argument("--seeds", type=_ints)
     else:
         parser.add_argument("--labels-known", action="store_true", help="the attacker is given the labels")
-        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--seed", type=int)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -136,25 +136,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if counts["failed"] else 0
 
 
+def _given(**values):
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def cmd_case(args: argparse.Namespace) -> int:
     if args.case_command == "show":
         print(load_case(args.folder).summary())
         return 0
-    scenario = Scenario(
-        dataset=args.dataset or "embedded",
-        data_path=args.data_path,
-        image_size=args.image_size or 32,
-        batch_size=args.batch_size or 4,
-        repetition=args.repetition or 0.0,
-        label_source=args.label_source or "dataset",
-        model=args.model or "convnet",
-        num_classes=args.num_classes,
-        weights=args.weights,
-        train_steps=args.train_steps or 0,
-        threat=ThreatModel(labels_known=args.labels_known, bn_stats=args.bn_stats or "exact"),
-        bn_mode=args.bn_mode or "train",
-        seed=args.seed,
-    )
+    given = dict(
+        dataset=args.dataset, data_path=args.data_path, image_size=args.image_size, batch_size=args.batch_size,
+        repetition=args.repetition, label_source=args.label_source, model=args.model, num_classes=args.num_classes,
+        weights=args.weights, train_steps=args.train_steps, bn_mode=args.bn_mode, seed=args.seed,
+    )  # fmt: skip
+    threat = ThreatModel(**_given(labels_known=args.labels_known, bn_stats=args.bn_stats))
+    scenario = Scenario(**_given(**given), threat=threat)  # flags left out keep the Scenario's defaults
     case, secret = simulate(scenario)
     folder = save_case(case, args.out, None if args.no_secret else secret)
     print(f"wrote {folder}")
