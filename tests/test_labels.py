@@ -16,13 +16,13 @@ import pytest
 import torch
 from torch import nn
 
-from attacks.e2egi_labels import e2egi_rule
+from attacks.e2egi_labels import e2egi_impact, e2egi_rule
 from baselines.labels import ilrg, llg_star
 from baselines.labels.llg_star import LLGStarConfig, estimate_impact_and_offset
 from bench.case import Case
 from bench.client import leak
 from bench.errors import BenchError
-from bench.labels import LABELS, NEEDS, greedy_by_impact, load_methods, recover_labels
+from bench.labels import LABELS, NEEDS, greedy_by_impact, load_methods, recover_labels, row_sums
 from bench.loss import LossSpec
 from bench.models import MODELS, Architecture, batchnorm_layers, build_model, classifier_names
 from bench.normalization import Normalization
@@ -347,6 +347,25 @@ def test_e2egi_without_positive_row_sums_does_not_crash():
     g = plain_row_sums(case)
     impact = case.num_classes * max(abs(x) for x in g) / case.batch_size
     assert labels.tolist() == plain_greedy(g, list(range(10)), -impact, case.batch_size)
+
+
+def test_e2egi_impact_grows_with_the_number_of_classes_and_loses_repeats():
+    # m = N * C / B scales the largest positive row sum C by N; the largest of N background entries grows
+    # faster than their mean, so m overshoots the per-label impact (-sum_j h_kj / B, the one-hot part)
+    # more as N grows. At N = 1000 no class gets a second label: accuracy U / B (measured overshoot
+    # 20-38x at N = 1000, 1-5x at N = 10), while LLG's impact, fitted to the negative entries, counts repeats.
+    labels = [3] * 12 + [7] * 10 + [1] * 10
+    overshoot = {}
+    for num_classes in (10, 1000):
+        for seed in range(3):
+            case, features = closed_form_case(labels, num_classes=num_classes, seed=seed, side=8)
+            per_label = float(features.sum(1).mean()) / len(labels)
+            overshoot.setdefault(num_classes, []).append(e2egi_impact(row_sums(case), len(labels)) / per_label)
+            if num_classes == 1000:
+                true = torch.tensor(labels)
+                assert count_accuracy(true, recover_labels("e2egi", case)) == 3 / len(labels)
+                assert count_accuracy(true, recover_labels("llg", case)) == 1.0
+    assert max(overshoot[10]) < 10 < min(overshoot[1000]), overshoot
 
 
 def test_e2egi_on_an_all_zero_gradient_hands_out_labels_round_robin():
