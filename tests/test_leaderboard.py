@@ -28,7 +28,7 @@ from bench.leaderboard import (
     write_leaderboard,
     write_plots,
 )
-from bench.leaderboard.plots import DPI, FIGSIZE
+from bench.leaderboard.plots import DPI, FIGSIZE, wrap_parts
 from bench.record import Record, run_id, save_record
 from bench.scenario import Scenario
 from bench.threat import ThreatModel
@@ -337,6 +337,17 @@ def test_plots_are_pngs_with_deterministic_names(runs: Path, tmp_path: Path):
     for path in paths:
         assert _png_size(path) == (int(FIGSIZE[0] * DPI), int(FIGSIZE[1] * DPI))
     assert [p.name for p in write_plots(tables_for(records), tmp_path / "again")] == [p.name for p in paths]
+
+
+def test_plot_titles_break_between_parts_and_keep_every_part():
+    parts = ["labels unknown", "BN exact", "embedded", "resnet50", "224 px", "B=256", "client_memory=low",
+             "label_source=model", "num_classes=1000"]
+    title = wrap_parts(parts, width=40)
+    lines = title.split("\n")
+    assert len(lines) > 1 and all(len(line) <= 40 for line in lines)
+    assert " · ".join(lines) == " · ".join(parts)
+    assert wrap_parts(["a" * 50, "b"], width=40) == "a" * 50 + "\nb"  # an over-long part keeps its own line
+    assert wrap_parts(["a", "b"]) == "a · b"
 
 
 def test_grid_layout_and_pixels(tmp_path: Path):

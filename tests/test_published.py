@@ -11,6 +11,7 @@ PUBLISHED = [
     ("quick.md", "records/quick", "md"),
     ("cpu-convnet.md", "records/cpu-convnet", "md"),
     ("cpu-convnet.tex", "records/cpu-convnet", "latex"),
+    ("labels-resnet50.md", "records/labels-resnet50", "md"),
 ]
 
 

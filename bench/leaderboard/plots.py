@@ -24,6 +24,19 @@ from bench.record import Record
 FIGSIZE = (6.4, 4.0)  # inches; at DPI 100 a plot is 640 x 400 pixels
 DPI = 100
 X_LABELS = {"batch_size": "batch size B", "repetition": "label repetition rate r = 1 - U/B"}
+TITLE_WIDTH = 90  # characters per title line: at fontsize 8 a longer line overflows a 640-pixel plot
+
+
+def wrap_parts(parts: Sequence[str], width: int = TITLE_WIDTH) -> str:
+    """The parts joined by " · ", broken into lines of at most `width` characters between parts."""
+    lines = [""]
+    for part in parts:
+        joined = f"{lines[-1]} · {part}" if lines[-1] else part
+        if len(joined) <= width or not lines[-1]:
+            lines[-1] = joined
+        else:
+            lines.append(part)
+    return "\n".join(lines)
 
 
 def plot_path(table: Table, out_dir: Path) -> Path:
@@ -54,7 +67,7 @@ def plot_table(table: Table, path: Path) -> Path | None:
     unit = METRICS.get(table.metric).obj.unit
     axes.set_xlabel(X_LABELS[table.column_axis])
     axes.set_ylabel(f"{table.metric} {table.arrow}" + (f" ({unit})" if unit else ""))
-    axes.set_title(" · ".join(table.group.parts()), fontsize=8)
+    axes.set_title(wrap_parts(table.group.parts()), fontsize=8)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, title=ROW_AXES[table.row_axis], title_fontsize=7)
     figure.tight_layout()
