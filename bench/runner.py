@@ -22,6 +22,7 @@ import torch
 from bench.attack import Reconstruction, create_attack
 from bench.case import Case, Secret
 from bench.client import batch_facts, simulate
+from bench.cost import measure
 from bench.data import open_dataset
 from bench.engine.collective import check_splittable
 from bench.environment import environment
@@ -88,34 +89,6 @@ def check_writable(folder: Path) -> None:
         raise BenchError(f"output folder {folder} is not writable")
 
 
-def reset_peak_memory(device: torch.device) -> None:
-    """Start a run's peak-memory measurement: the CUDA allocator's peak, or on Linux the process's peak
-    resident set (writing 5 to /proc/self/clear_refs resets it), so each record reports its own run."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass  # not Linux: peak_memory falls back to the process's lifetime peak
-
-
-def peak_memory(device: torch.device) -> int | None:
-    """Peak bytes since `reset_peak_memory`: the device allocator's on CUDA, resident set size on CPU."""
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device))
-    try:
-        status = Path("/proc/self/status").read_text()
-        return int(status.split("VmHWM:")[1].split()[0]) * 1024
-    except (OSError, IndexError, ValueError):
-        pass
-    try:
-        import resource  # POSIX without /proc: the process's peak since it started
-    except ImportError:
-        return None
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
-
-
 def _error_line(err: BaseException) -> str:
     return traceback.format_exception_only(type(err), err)[-1].strip()
 
@@ -131,21 +104,22 @@ def _record_fields(cell: Cell, secret: Secret | None, options: RunOptions) -> di
 
 
 def attack_case(
-    cell: Cell, case: Case, secret: Secret, options: RunOptions, progress: Progress | None = None
+    cell: Cell, case: Case, secret: Secret, options: RunOptions, client_cost: dict, progress: Progress | None = None
 ) -> tuple[Record, Reconstruction | None]:
-    """Run one attack cell on an already simulated case; every outcome becomes a record."""
+    """Run one attack cell on an already simulated case; every outcome becomes a record. The cost is the
+    attack's own (scoring apart, in `score_s`); `client_cost` is what simulating the case cost."""
     device = torch.device(options.device)
     base = _record_fields(cell, secret, options)
     attack = create_attack(cell.attack, device=device, collective=options.collective)
     reason = attack.incompatibility(case)
     if reason:
         return Record(status="skipped", error=reason, **base), None
-    reset_peak_memory(device)
-    start, cpu_start = time.perf_counter(), time.process_time()
     try:
         callback = progress.run_callback(cell) if progress else None
-        rec = attack.reconstruct(case, budget=cell.budget, seed=cell.scenario.seed, progress=callback)
-        scores = score(rec, secret, options.metric)
+        with measure(device) as cost:
+            rec = attack.reconstruct(case, budget=cell.budget, seed=cell.scenario.seed, progress=callback)
+        with measure(device) as scoring:
+            scores = score(rec, secret, options.metric)
     except Exception as err:  # a failing attack is a result, not a crash of the sweep
         if _world_size(options) > 1:
             raise  # the ranks' collectives no longer line up: stop, and let the launcher stop the others
@@ -153,33 +127,32 @@ def attack_case(
     finally:
         if progress:
             progress.end_run()
-    wall = time.perf_counter() - start
-    cost = {
-        "wall_s": wall,
-        "cpu_s": time.process_time() - cpu_start,
-        "iterations": rec.iterations,
-        "s_per_iteration": wall / rec.iterations if rec.iterations else None,
-        "peak_memory_bytes": peak_memory(device),
-    }
+    cost.update(
+        iterations=rec.iterations,
+        s_per_iteration=cost["wall_s"] / rec.iterations if rec.iterations else None,
+        score_s=scoring["wall_s"],
+        client=client_cost,
+    )
     extra = {k: v for k, v in rec.extra.items() if isinstance(v, (str, int, float, bool, type(None), list, dict))}
     metrics = {**scores.summary}
     per_image = {**scores.per_image, "attack_extra": extra}
     return Record(status="ok", metrics=metrics, per_image=per_image, cost=cost, **base), rec
 
 
-def recover_case(cell: Cell, case: Case, secret: Secret, options: RunOptions) -> Record:
-    """Run one label-recovery cell: predicted label multiset -> label metrics."""
+def recover_case(cell: Cell, case: Case, secret: Secret, options: RunOptions, client_cost: dict) -> Record:
+    """Run one label-recovery cell: predicted label multiset -> label metrics; the cost is the method's own,
+    `client_cost` what simulating the case cost."""
     base = _record_fields(cell, secret, options)
     reason = missing_need(case, LABELS.get(cell.label_method).info.get("needs", ()))
     if reason:
         return Record(status="skipped", error=reason, **base)
-    start, cpu_start = time.perf_counter(), time.process_time()
     try:
-        predicted = recover_labels(cell.label_method, case)
+        with measure(options.device) as cost:
+            predicted = recover_labels(cell.label_method, case)
         scores = label_scores(secret.labels, predicted)
     except Exception as err:
         return Record(status="failed", error=_error_line(err), **base)
-    cost = {"wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu_start, "iterations": 0}
+    cost.update(iterations=0, client=client_cost)
     per_image = {"true_labels": secret.labels.tolist(), "predicted_labels": predicted.tolist()}
     return Record(status="ok", metrics=scores.to_dict(), per_image=per_image, cost=cost, **base)
 
@@ -214,8 +187,9 @@ def _run_one(cell: Cell, options: RunOptions, cache: dict, progress: Progress | 
     try:
         if cache.get("key") != key:
             cache.clear()
-            case, secret = simulate(cell.scenario, options.device, options.collective)
-            cache.update(key=key, case=case, secret=secret)
+            with measure(options.device) as client_cost:
+                case, secret = simulate(cell.scenario, options.device, options.collective)
+            cache.update(key=key, case=case, secret=secret, client_cost=client_cost)
     except BenchError:
         raise
     except Exception as err:  # the client itself failed (e.g. out of memory): a result for this cell
@@ -223,10 +197,10 @@ def _run_one(cell: Cell, options: RunOptions, cache: dict, progress: Progress | 
             raise
         error = f"client simulation: {_error_line(err)}"
         return Record(status="failed", error=error, **_record_fields(cell, None, options)), None, None
-    case, secret = cache["case"], cache["secret"]
+    case, secret, client_cost = cache["case"], cache["secret"], cache["client_cost"]
     if cell.label_method is not None:
-        return recover_case(cell, case, secret, options), None, secret
-    record, rec = attack_case(cell, case, secret, options, progress)
+        return recover_case(cell, case, secret, options, client_cost), None, secret
+    record, rec = attack_case(cell, case, secret, options, client_cost, progress)
     return record, rec, secret
 
 

@@ -90,7 +90,7 @@ def test_attack_output_contract_on_every_compatible_case(name, cases):
         if rec.labels is not None:
             assert rec.labels.shape == (case.batch_size,) and rec.labels.dtype == torch.int64, case_name
             assert rec.labels.min() >= 0 and rec.labels.max() < case.num_classes, case_name
-        assert 0 <= rec.iterations and rec.wall_time >= 0
+        assert 0 <= rec.iterations
         ran += 1
     assert ran > 0, f"{name} declared itself incompatible with every contract case"
 

@@ -1,11 +1,16 @@
-"""Runner details that records depend on."""
+"""Runner details that records depend on: per-run peak memory, and what each cost in a record measures."""
 
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from bench.runner import peak_memory, reset_peak_memory
+from bench import runner
+from bench.cost import peak_memory, reset_peak_memory
+from bench.metrics import MetricConfig
+from bench.runner import RunOptions, run_cells
+from bench.sweep import expand, load_preset, override
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="per-run peak memory needs Linux /proc")
@@ -20,3 +25,25 @@ def test_peak_memory_is_measured_per_run_not_per_process():
     block = torch.ones(32 * 2**20)  # 128 MiB in the new run
     assert peak_memory(cpu) - after > 100 * 2**20
     del block
+
+
+def test_records_keep_the_client_cost_apart_from_the_method_and_scoring(tmp_path: Path, monkeypatch):
+    real_score = runner.score
+
+    def slow_score(*args, **kwargs):
+        time.sleep(0.3)
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "score", slow_score)
+    smoke = override(load_preset("smoke"), budget=1)
+    options = RunOptions(metric=MetricConfig(lpips=False), save_images=False)
+    attacks = run_cells(expand(smoke, ["noise", "dlg"]), tmp_path / "attacks", options)
+    labels = run_cells(expand(override(smoke, track="labels"), ["llg", "yin"]), tmp_path / "labels", options)
+    for records in (attacks, labels):
+        assert [r.status for r in records] == ["ok", "ok"]
+        client = records[0].cost["client"]
+        assert client["wall_s"] > 0 and client["peak_memory_bytes"] > 0
+        assert records[1].cost["client"] == client  # one simulation per scenario, its cost in every record
+    noise = attacks[0].cost
+    assert noise["score_s"] >= 0.3 > noise["wall_s"]  # scoring is timed apart from the attack
+    assert set(labels[0].cost) == {"wall_s", "cpu_s", "peak_memory_bytes", "iterations", "client"}
