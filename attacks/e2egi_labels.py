@@ -9,9 +9,10 @@ Fallback where g has no positive entry (the authors' code fails there): m = N * 
 g is all zero, which then hands out labels round-robin from class 0. The rule works for any B, including
 B > N.
 
-Failure mode (measured, tests/test_labels.py): m grows with N faster than the per-label impact, because C is
-the largest of the N - U positive (unlabelled) row sums. On closed-form gradients m overshoots the impact
-1-5x at N = 10 and 20-38x at N = 1000; on an untrained ResNet-18 (32 px, N = 1000, B = 32, r = 0.96) 4-14x.
+Failure mode: m grows with N faster than the per-label impact, because C is the largest of the N - U
+positive (unlabelled) row sums. On closed-form gradients (tests/test_labels.py) m overshoots the impact
+1-5x at N = 10 and 20-38x at N = 1000; on an untrained ResNet-18 (32 px, N = 1000, B = 32, r = 0.96,
+train-mode BN, seeds 0-4; impact = mean feature sum / B) 4-15x.
 Once m is that large no class gets a second label, so at high repetition the rule scores about U / B, as the
 unique-label rules do.
 """
