@@ -107,7 +107,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out or f"runs/{sweep.name}")
     with world(args.device) as collective:
         world_size = 1 if collective is None else collective.world_size
-        validate(cells, world_size, args.shard_above)
+        cells = validate(cells, world_size, args.shard_above, skip_infeasible=sweep.infeasible == "skip")
         check_writable(out_dir)
         options = RunOptions(
             device=str(rank_device(args.device)),

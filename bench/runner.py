@@ -49,10 +49,13 @@ class RunOptions:
     wait_timeout_s: float = 24 * 3600.0
 
 
-def validate(cells: list[Cell], world_size: int = 1, shard_above: int | None = None) -> None:
-    """Fail before anything runs when a cell cannot be sampled, names an unknown method, or cannot be
-    sharded over the ranks."""
+def validate(
+    cells: list[Cell], world_size: int = 1, shard_above: int | None = None, skip_infeasible: bool = False
+) -> list[Cell]:
+    """Fail before anything runs when a cell names an unknown method, cannot be sharded over the ranks, or
+    cannot be sampled; with `skip_infeasible` the last kind are returned marked to be recorded as skipped."""
     seen: set[str] = set()
+    infeasible: dict[str, str] = {}
     for cell in cells:
         batch = cell.scenario.batch_size
         if world_size > 1 and (shard_above is None or batch > shard_above):
@@ -68,14 +71,20 @@ def validate(cells: list[Cell], world_size: int = 1, shard_above: int | None = N
         if scenario.weights is not None and not Path(scenario.weights).is_file():
             raise BenchError(f"weights file {scenario.weights} not found; pass a local checkpoint with --weights")
         dataset = open_dataset(scenario.dataset, scenario.data_path)
-        sample_batch(
-            dataset,
-            scenario.batch_size,
-            scenario.repetition,
-            scenario.seed,
-            scenario.num_classes or dataset.num_classes,
-            scenario.label_source,
-        )
+        try:
+            sample_batch(
+                dataset,
+                scenario.batch_size,
+                scenario.repetition,
+                scenario.seed,
+                scenario.num_classes or dataset.num_classes,
+                scenario.label_source,
+            )
+        except BenchError as err:
+            if not skip_infeasible:
+                raise
+            infeasible[scenario.key()] = f"infeasible: {err}"
+    return [dataclasses.replace(cell, skip=infeasible.get(cell.scenario.key())) for cell in cells]
 
 
 def check_writable(folder: Path) -> None:
@@ -183,6 +192,8 @@ def _world_size(options: RunOptions) -> int:
 
 def _run_one(cell: Cell, options: RunOptions, cache: dict, progress: Progress | None) -> tuple[Record, Reconstruction | None, Secret | None]:
     """Simulate the cell's case (once per scenario) and run its method."""
+    if cell.skip is not None:
+        return Record(status="skipped", error=cell.skip, **_record_fields(cell, None, options)), None, None
     key = (cell.scenario.key(), options.collective is not None)  # a sharded case differs in placement only
     try:
         if cache.get("key") != key:

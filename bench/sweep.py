@@ -21,11 +21,18 @@ from bench.scenario import Scenario
 from bench.threat import ThreatModel
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
+TRACKS = ("attacks", "labels")
+INFEASIBLE = ("refuse", "skip")
 
 
 @dataclass(frozen=True)
 class Sweep:
-    """A grid. Every list field is one axis; `budget` caps every attack's iterations (None: the paper's)."""
+    """A grid. Every list field is one axis; `budget` caps every attack's iterations (None: the paper's).
+
+    `model_options` maps a model name to its options ({convnet: {width: 8}}): a model not named keeps its
+    builder's defaults. `infeasible`: "refuse" ends the sweep before any work when a cell's batch cannot be
+    sampled (e.g. more distinct labels than classes); "skip" records such cells as skipped, with the reason.
+    """
 
     name: str = "custom"
     description: str = ""
@@ -46,23 +53,41 @@ class Sweep:
     label_source: str = "dataset"
     bn_mode: str = "train"
     num_classes: int | None = None
-    model_options: dict[str, Any] = field(default_factory=dict)
+    model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     weights: str | None = None
     train_steps: int = 0
     client_memory: str = "full"
+    infeasible: str = "refuse"
+
+    def __post_init__(self) -> None:
+        if self.infeasible not in INFEASIBLE:
+            raise BenchError(f"infeasible must be one of {', '.join(INFEASIBLE)}, got {self.infeasible!r}")
+        for model, options in self.model_options.items():
+            if not isinstance(options, dict):
+                raise BenchError(
+                    f"model_options maps a model name to its options, e.g. {{convnet: {{width: 8}}}}; "
+                    f"got {model}: {options!r}"
+                )
+
+    def options_for(self, model: str) -> dict[str, Any]:
+        """The options written for `model` (none for a model the sweep does not name)."""
+        return dict(self.model_options.get(model, {}))
 
 
-TRACKS = ("attacks", "labels")
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One run of the sweep: an attack with a budget, or a label-recovery method, on a scenario."""
+    """One run of the sweep: an attack with a budget, or a label-recovery method, on a scenario.
+
+    `skip` (not part of the run's configuration) is why the cell cannot run, when the sweep skips such cells.
+    """
 
     scenario: Scenario
     attack: str | None = None
     budget: int | None = None
     label_method: str | None = None
+    skip: str | None = None
 
     def config(self) -> dict:
         if self.label_method is not None:
@@ -146,7 +171,7 @@ def expand(sweep: Sweep, method_names: list[str]) -> list[Cell]:
             label_source=sweep.label_source,
             model=model,
             num_classes=sweep.num_classes,
-            model_options=dict(sweep.model_options),
+            model_options=sweep.options_for(model),
             weights=sweep.weights,
             train_steps=sweep.train_steps,
             threat=ThreatModel(labels_known=bool(labels_known), bn_stats=bn_stats),

@@ -424,3 +424,32 @@ def test_weights_and_training_follow_the_model_device(tmp_path):
     assert torch.equal(model.model.conv0.weight.cpu(), source.model.conv0.weight)
     state = trained_state(arch, model.state_dict(), data, steps=2, lr=0.1, batch_size=4, seed=0, cache_dir=tmp_path)
     assert all(v.device.type == "cuda" for v in state.values())
+
+
+# --- classifier head initialisation ----------------------------------------------------------------------
+
+
+def test_head_init_normal_is_e2egi_head_and_default_is_unchanged(tmp_path):
+    plain = build_model(Architecture("resnet18", 1000, image_size=32), seed=3)
+    default = build_model(Architecture("resnet18", 1000, image_size=32, options={"head_init": "default"}), seed=3)
+    normal = build_model(Architecture("resnet18", 1000, image_size=32, options={"head_init": "normal"}), seed=3)
+    for key, value in plain.state_dict().items():
+        assert torch.equal(default.state_dict()[key], value), key
+        if not key.startswith("fc."):
+            assert torch.equal(normal.state_dict()[key], value), key  # the backbone is untouched
+    weight = normal.fc.weight.detach().flatten().numpy()
+    assert torch.count_nonzero(normal.fc.bias) == 0
+    assert abs(weight.std() - 0.01) < 5e-4 and abs(weight.mean()) < 5e-4
+    assert stats.kstest(weight / 0.01, "norm").pvalue > 1e-3  # N(0, 0.01^2), not PyTorch's uniform
+    again = build_model(Architecture("resnet18", 1000, image_size=32, options={"head_init": "normal"}), seed=3)
+    assert torch.equal(again.fc.weight, normal.fc.weight)
+    # a checkpoint without a matching head gets the same kind of head
+    torch.save(_resnet(1000, seed=1).state_dict(), tmp_path / "backbone.pth")
+    target = _resnet(10, seed=2)
+    load_pretrained(target, str(tmp_path / "backbone.pth"), seed=5, head_init="normal")
+    assert torch.count_nonzero(target.fc.bias) == 0 and target.fc.weight.abs().max() < 0.06
+
+
+def test_head_init_refuses_unknown_kind():
+    with pytest.raises(BenchError, match="head_init must be one of default, normal"):
+        build_model(Architecture("lenet", 10, options={"head_init": "xavier"}), seed=0)

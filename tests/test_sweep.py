@@ -1,5 +1,6 @@
 """Sweeps as a user runs them: interrupted and resumed, and refused when the input is bad."""
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -10,14 +11,15 @@ from pathlib import Path
 import pytest
 
 from bench.errors import BenchError
-from bench.sweep import expand, load_preset, load_sweep_file
+from bench.runner import run_cells, validate
+from bench.sweep import Sweep, expand, load_preset, load_sweep_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = """
 name: interrupt
 attacks: [noise, inverting-gradients]
 models: [convnet]
-model_options: {width: 4}
+model_options: {convnet: {width: 4}}
 image_size: 16
 batch_sizes: [2]
 seeds: [0, 1, 2]
@@ -117,3 +119,31 @@ def test_ranks_share_unsharded_cells_and_resume_with_another_world_size(tmp_path
     again = bench(*args, "--resume")  # one process picks up the folder two ranks wrote
     assert again.returncode == 0 and "3/3 ok" in again.stdout
     assert records_of(out) == records
+
+
+def test_model_options_belong_to_their_model():
+    sweep = load_preset("quick")
+    assert sweep.model_options == {"convnet": {"width": 8}}
+    cells = expand(dataclasses.replace(sweep, models=("lenet", "convnet")), ["noise"])
+    options = {c.scenario.model: c.scenario.model_options for c in cells}
+    assert options == {"lenet": {}, "convnet": {"width": 8}}
+    with pytest.raises(BenchError, match="maps a model name to its options"):
+        Sweep(model_options={"width": 8})
+
+
+def test_infeasible_cells_are_refused_or_recorded_as_skipped(tmp_path):
+    sweep = Sweep(
+        track="labels", models=("lenet",), image_size=16, batch_sizes=(8, 32), repetitions=(0.0, 0.9),
+        num_classes=10, label_source="model", seeds=(0,),
+    )  # fmt: skip
+    cells = expand(sweep, ["yin"])
+    with pytest.raises(BenchError, match="needs 32 distinct classes"):
+        validate(cells)
+    marked = validate(cells, skip_infeasible=True)
+    assert [c.skip is not None for c in marked] == [False, False, True, False]
+    assert [c.run_id for c in marked] == [c.run_id for c in cells]  # skipping is not part of the run's identity
+    records = run_cells(marked, tmp_path)
+    assert [r.status for r in records] == ["ok", "ok", "skipped", "ok"]
+    assert "needs 32 distinct classes" in records[2].error and (tmp_path / f"{cells[2].run_id}.json").is_file()
+    with pytest.raises(BenchError, match="infeasible must be one of refuse, skip"):
+        Sweep(infeasible="ignore")

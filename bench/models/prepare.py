@@ -43,7 +43,7 @@ def prepare_model(
     """Build `arch` under `seed`, load `weights` (a local checkpoint) if given, then train if `train` asks."""
     model = build_model(arch, seed)
     if weights is not None:
-        load_pretrained(model, weights, seed)
+        load_pretrained(model, weights, seed, arch.options.get("head_init", "default"))
     if train is not None and train.steps > 0:
         if dataset is None:
             raise BenchError("training the model before the leaked round needs a dataset")

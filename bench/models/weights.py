@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from bench.errors import BenchError
-from bench.models import classifier_names
+from bench.models import classifier_names, init_classifier
 
 TORCH_SUFFIXES = (".pth", ".pt", ".pth.tar", ".tar", ".bin", ".ckpt")
 CONTAINER_KEYS = ("state_dict", "model")
@@ -31,11 +31,11 @@ MOCO_HEAD = "fc."
 SHOWN = 3  # how many offending keys an error names
 
 
-def load_pretrained(model: nn.Module, path: str, seed: int) -> nn.Module:
+def load_pretrained(model: nn.Module, path: str, seed: int, head_init: str = "default") -> nn.Module:
     """Load the backbone of checkpoint `path` into `model` (in place) and return it.
 
     The head (last nn.Linear) keeps the checkpoint's weights only when their shapes match; otherwise it is
-    drawn afresh with PyTorch's nn.Linear init under `seed`. Any other missing or unexpected key raises.
+    drawn afresh under `seed` (`head_init`: see `init_classifier`). Any other missing or unexpected key raises.
     """
     state = backbone_state(read_checkpoint(path))
     own = model.state_dict()
@@ -44,7 +44,7 @@ def load_pretrained(model: nn.Module, path: str, seed: int) -> nn.Module:
     _check_keys(path, own, loadable, head)
     model.load_state_dict(loadable, strict=False)
     if not head <= loadable.keys():
-        reset_classifier(model, seed)
+        init_classifier(model, head_init, seed)
     return model
 
 
@@ -89,20 +89,6 @@ def backbone_state(checkpoint: Mapping[str, object]) -> dict[str, torch.Tensor]:
         tensors = {k[len(moco):]: v for k, v in tensors.items() if k.startswith(moco)}
         return {k: v for k, v in tensors.items() if not k.startswith(MOCO_HEAD)}
     return _strip(tensors, "module.")
-
-
-def reset_classifier(model: nn.Module, seed: int) -> None:
-    """Draw the last nn.Linear afresh with PyTorch's default init, on CPU under `seed`, whatever the device."""
-    weight_name, _ = classifier_names(model)
-    head = model.get_submodule(weight_name.rpartition(".")[0]) if "." in weight_name else model
-    assert isinstance(head, nn.Linear)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        fresh = nn.Linear(head.in_features, head.out_features, bias=head.bias is not None)
-    with torch.no_grad():
-        head.weight.copy_(fresh.weight)
-        if head.bias is not None:
-            head.bias.copy_(fresh.bias)
 
 
 def _first_line(err: Exception) -> str:
