@@ -44,7 +44,9 @@ class Case:
     """The leaked update and everything the threat model lets the attacker know.
 
     `model_state` is the client's model before the leaked round (white-box weights and BN buffers);
-    `gradients` maps parameter names to the gradient of `loss` over the batch, in `named_parameters` order.
+    `gradients` maps parameter names to the shared update, in `named_parameters` order: the gradient of
+    `loss` over the batch (FedSGD) or theta_0 - theta_n (FedAvg), as defended and averaged over the
+    clients by `threat.update`. `batch_size` is one client's B; `num_images` all K*B behind the update.
     `classifier` names the last linear layer's weight and bias, `bn_layers` the BN modules (both can be
     read off the weights). `labels` is set only when the threat model says labels are known, `bn_stats`
     only for exact BN. `info` describes the scenario without revealing the batch.
@@ -74,6 +76,16 @@ class Case:
     @property
     def num_classes(self) -> int:
         return self.architecture.num_classes
+
+    @property
+    def num_images(self) -> int:
+        """K*B: every client's images, all of which the shared update depends on."""
+        return self.threat.update.clients * self.batch_size
+
+    def sample_scale(self) -> float:
+        """The factor turning a sum of per-sample gradients over all `num_images` into a mean of K FedSGD
+        gradients (1/(K B) for the mean loss, 1/K for the sum)."""
+        return self.loss.per_sample_scale(self.batch_size) / self.threat.update.clients
 
     def build_model(self, device: torch.device | str = "cpu") -> nn.Module:
         """A fresh copy of the client's model (weights and buffers), in the client's BN mode."""
@@ -106,9 +118,10 @@ class Case:
 
     def summary(self) -> str:
         n_params = sum(g.numel() for g in self.gradients.values())
+        clients = f"{self.threat.update.clients} clients x " if self.threat.update.clients > 1 else ""
         lines = [
             f"model        {self.architecture.name} ({self.num_classes} classes, {n_params:,} parameters, BN {self.bn_mode} mode)",
-            f"batch        {self.batch_size} x {'x'.join(map(str, self.image_shape))}",
+            f"batch        {clients}{self.batch_size} x {'x'.join(map(str, self.image_shape))}",
             f"threat model {self.threat.short()}",
             f"loss         {self.loss.name} ({self.loss.reduction})",
         ]
@@ -120,11 +133,17 @@ class Case:
 
 @dataclass(frozen=True)
 class Secret:
-    """The client's private batch: what an attack tries to recover. Never handed to an attack."""
+    """The clients' private batches: what an attack tries to recover. Never handed to an attack.
 
-    images: torch.Tensor  # B x C x H x W, pixel space [0, 1]
-    labels: torch.Tensor  # B, int64
+    K clients' batches one after the other (client 0's B images first). `facts` are what only the client
+    simulation knows about the update, for the record: the cosine of the shared update to the same update
+    undefended, and the privacy budget its defense certifies.
+    """
+
+    images: torch.Tensor  # K*B x C x H x W, pixel space [0, 1]
+    labels: torch.Tensor  # K*B, int64
     sources: tuple[str, ...] = ()
+    facts: dict = field(default_factory=dict)
 
 
 # ---- files -------------------------------------------------------------------------------------------
@@ -209,7 +228,7 @@ def save_case(case: Case, folder: str | Path, secret: Secret | None = None) -> P
             _write_pair(
                 tmp,
                 "secret",
-                {"schema": CASE_SCHEMA, "sources": list(secret.sources)},
+                {"schema": CASE_SCHEMA, "sources": list(secret.sources), "facts": secret.facts},
                 {"images": secret.images, "labels": secret.labels},
             )
 
@@ -243,6 +262,6 @@ def load_case(folder: str | Path) -> Case:
 def load_secret(folder: str | Path) -> Secret:
     meta, tensors = _read_pair(Path(folder), "secret")
     try:
-        return Secret(tensors["images"], tensors["labels"], tuple(meta["sources"]))
+        return Secret(tensors["images"], tensors["labels"], tuple(meta["sources"]), meta.get("facts", {}))
     except KeyError as err:
         raise CaseFileError(f"{folder}: secret file lacks {err}") from None

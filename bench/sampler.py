@@ -66,16 +66,19 @@ def sample_batch(
     seed: int,
     num_classes: int | None = None,
     label_source: LabelSource = "dataset",
+    client: int = 0,
 ) -> SampledBatch:
     """Draw a batch of `batch_size` samples with exactly round((1-r)B) distinct labels.
 
     label_source "dataset": labels are the images' own classes (restricted to those below `num_classes`).
     label_source "model": labels are drawn from the model's `num_classes` classes independently of the
     image content (valid for untrained models; for requests that need more classes than the dataset has).
+    `client` k > 0 draws the batch of the k-th client of a round independently (client 0's is the batch of
+    a single client); clients may hold the same item, as a distinct crop.
     """
     distinct = distinct_label_count(batch_size, repetition)
     num_classes = dataset.num_classes if num_classes is None else num_classes
-    rng = np.random.default_rng([seed, batch_size, int(round(repetition * 1e6))])
+    rng = np.random.default_rng([seed, batch_size, int(round(repetition * 1e6))] + ([client] if client else []))
     labels_of_items = np.asarray(dataset.labels)
     if label_source == "dataset":
         candidates = np.unique(labels_of_items[labels_of_items < num_classes])
