@@ -8,7 +8,7 @@ import warnings
 
 from bench.errors import BenchError
 
-LISTS = ("attacks", "labels", "models", "datasets", "metrics", "presets")
+LISTS = ("attacks", "labels", "models", "datasets", "metrics", "defenses", "presets")
 
 
 def _floats(text: str) -> list[float]:
@@ -27,6 +27,19 @@ def _ints(text: str) -> list[int]:
 
 def _names(text: str) -> list[str]:
     return [v for v in text.split(",") if v]
+
+
+def _defenses(text: str) -> list[str]:
+    """Defenses separated by the commas outside parentheses: "none,dp(clip=1, sigma=0.5),prune(0.9)"."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    return [p.strip() for p in parts + [current] if p.strip()]
 
 
 def _bools(text: str) -> list[bool]:
@@ -53,6 +66,11 @@ def add_scenario_flags(parser: argparse.ArgumentParser, many: bool) -> None:
     parser.add_argument("--train-steps", type=int, help="seeded SGD steps on the dataset before the leaked round")
     parser.add_argument("--bn-mode", choices=("train", "eval"), help="client's BN mode (default train)")
     parser.add_argument("--bn-stats" if many else "--bn-stats", dest="bn_stats", type=_names if many else str, help="threat model BN statistics: none, running, exact")
+    parser.add_argument("--defenses" if many else "--defense", dest="defenses" if many else "defense", type=_defenses if many else str, help="client defense(s), e.g. none, 'dp(clip=1, sigma=0.5)', 'prune(0.9)' (bench ls defenses)")
+    parser.add_argument("--local-steps", type=kind["ints"], help="local SGD steps per client: 1 = FedSGD (default), n > 1 = FedAvg")
+    parser.add_argument("--clients", type=kind["ints"], help="clients whose updates are averaged (default 1)")
+    parser.add_argument("--local-batch-size", type=int, help="FedAvg minibatch (default: the client's whole batch)")
+    parser.add_argument("--local-lr", type=float, help="FedAvg learning rate (default 1e-4)")
     if many:
         parser.add_argument("--labels", dest="labels_known", type=_bools, help="threat model labels: known, unknown (comma list)")
         parser.add_argument("--seeds", type=_ints)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from tabulate import tabulate
@@ -11,6 +12,7 @@ from bench.attack import ATTACKS
 from bench.case import load_case, save_case
 from bench.client import simulate
 from bench.data import DATASETS
+from bench.defenses import DEFENSES, parse_defense
 from bench.distributed.launch import is_writer, rank_device, world
 from bench.errors import BenchError
 from bench.labels import LABELS
@@ -22,6 +24,7 @@ from bench.runner import RunOptions, check_writable, run_cells, validate
 from bench.scenario import Scenario
 from bench.sweep import expand, load_preset, load_sweep_file, override, preset_names
 from bench.threat import ThreatModel
+from bench.update import ClientUpdate
 
 DEFAULT_PRESET = "quick"
 
@@ -30,7 +33,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if args.what == "presets":
         print(tabulate([(n, load_preset(n).description) for n in preset_names()], headers=["preset", "description"]))
         return 0
-    registry = {"attacks": ATTACKS, "labels": LABELS, "models": MODELS, "datasets": DATASETS, "metrics": METRICS}[args.what]
+    registry = {"attacks": ATTACKS, "labels": LABELS, "models": MODELS, "datasets": DATASETS, "metrics": METRICS, "defenses": DEFENSES}[args.what]
     rows = []
     for entry in registry.entries():
         row = [entry.name, entry.description]
@@ -38,8 +41,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
             row.append(entry.obj.requires.short())
         if args.what == "labels":
             row.append(", ".join(entry.info.get("needs", ())))
+        if args.what == "defenses":
+            row.append(", ".join(f.name for f in dataclasses.fields(entry.obj)))
         rows.append(row)
-    headers = {"attacks": ["attack", "description", "requires"], "labels": ["method", "description", "needs"]}
+    headers = {
+        "attacks": ["attack", "description", "requires"],
+        "labels": ["method", "description", "needs"],
+        "defenses": ["defense", "description", "parameters"],
+    }
     print(tabulate(rows, headers=headers.get(args.what, [args.what[:-1], "description"])))
     return 0
 
@@ -68,6 +77,11 @@ def _sweep_from_args(args: argparse.Namespace):
         weights=args.weights,
         train_steps=args.train_steps,
         bn_mode=args.bn_mode,
+        defenses=args.defenses,
+        local_steps=args.local_steps,
+        clients=args.clients,
+        local_batch_size=args.local_batch_size,
+        local_lr=args.local_lr,
     )
 
 
@@ -78,11 +92,14 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 def summary_table(records: list[Record]) -> str:
     """One line per run: the scenario, the status and the headline metrics."""
     labels_only = all("label_method" in r.config for r in records)
+    updates = [ThreatModel.from_dict(r.config["scenario"]["threat"]).update for r in records]
+    show_update = labels_only and any(u != ClientUpdate() for u in updates)
     rows = []
-    for r in records:
+    for r, update in zip(records, updates):
         s, m = r.config["scenario"], r.metrics
         row = [r.config.get("attack") or r.config.get("label_method"), s["model"], s["batch_size"], f"{s['repetition']:g}"]
         if labels_only:
+            row += [update.short()] if show_update else []
             row += [s["seed"], r.status, _fmt(m.get("label_acc"), 3), _fmt(m.get("label_precision"), 3),
                     _fmt(m.get("label_recall"), 3), _fmt(m.get("label_count_mae"), 3)]
         else:
@@ -91,7 +108,8 @@ def summary_table(records: list[Record]) -> str:
                     _fmt(r.cost.get("wall_s"), 1) if r.cost else "-"]
         rows.append(row)
     if labels_only:
-        headers = ["method", "model", "B", "r", "seed", "status", "label acc ↑", "precision ↑", "recall ↑", "count MAE ↓"]
+        headers = ["method", "model", "B", "r", *(["update"] if show_update else []), "seed", "status", "label acc ↑",
+                   "precision ↑", "recall ↑", "count MAE ↓"]  # fmt: skip
     else:
         headers = ["attack", "model", "B", "r", "threat", "seed", "status", "PSNR ↑", "SSIM ↑", "LPIPS ↓", "label acc ↑", "time s"]
     return tabulate(rows, headers=headers)
@@ -149,7 +167,11 @@ def cmd_case(args: argparse.Namespace) -> int:
         repetition=args.repetition, label_source=args.label_source, model=args.model, num_classes=args.num_classes,
         weights=args.weights, train_steps=args.train_steps, bn_mode=args.bn_mode, seed=args.seed,
     )  # fmt: skip
-    threat = ThreatModel(**_given(labels_known=args.labels_known, bn_stats=args.bn_stats))
+    update = ClientUpdate(**_given(
+        local_steps=args.local_steps, local_batch_size=args.local_batch_size, local_lr=args.local_lr, clients=args.clients,
+        defense=parse_defense(args.defense) if args.defense else None,
+    ))  # fmt: skip
+    threat = ThreatModel(**_given(labels_known=args.labels_known, bn_stats=args.bn_stats), update=update)
     scenario = Scenario(**_given(**given), threat=threat)  # flags left out keep the Scenario's defaults
     case, secret = simulate(scenario)
     folder = save_case(case, args.out, None if args.no_secret else secret)

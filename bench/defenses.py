@@ -52,8 +52,12 @@ class Defense:
         return {"name": self.name, **dataclasses.asdict(self)}
 
     def spec(self) -> str:
-        """The sweep syntax for this defense, e.g. "prune(ratio=0.9)"."""
-        values = ", ".join(f"{k}={v:g}" for k, v in dataclasses.asdict(self).items())
+        """The sweep syntax for this defense, parameters at their defaults left out: "dp(clip=1, sigma=0.5)"."""
+        values = ", ".join(
+            f"{f.name}={getattr(self, f.name):g}"
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != f.default
+        )
         return f"{self.name}({values})" if values else self.name
 
 

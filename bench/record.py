@@ -36,6 +36,7 @@ class Record:
     cost: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
     error: str | None = None
+    update: dict = field(default_factory=dict)  # the shared update's facts (bench.client); absent in older records
     schema: int = RECORD_SCHEMA
 
     def to_dict(self) -> dict:

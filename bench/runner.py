@@ -60,6 +60,8 @@ def validate(
         batch = cell.scenario.batch_size
         if world_size > 1 and (shard_above is None or batch > shard_above):
             check_splittable(batch, world_size)
+            if cell.scenario.threat.update.to_dict():
+                raise BenchError(f"a sharded client computes one plain FedSGD gradient, not {cell.scenario.threat.update.short()}; use --shard-above")
         if cell.label_method is not None:
             LABELS.get(cell.label_method)
         else:
@@ -109,6 +111,7 @@ def _record_fields(cell: Cell, secret: Secret | None, options: RunOptions) -> di
         config=cell.config(),
         environment=environment(options.device, _world_size(options)),
         batch=batch_facts(secret) if secret is not None else {},
+        update=dict(secret.facts) if secret is not None else {},
     )
 
 

@@ -15,10 +15,12 @@ from typing import Any
 
 import yaml
 
+from bench.defenses import parse_defense
 from bench.errors import BenchError
 from bench.record import run_id
 from bench.scenario import Scenario
 from bench.threat import ThreatModel
+from bench.update import ClientUpdate
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 TRACKS = ("attacks", "labels")
@@ -32,6 +34,8 @@ class Sweep:
     `model_options` maps a model name to its options ({convnet: {width: 8}}): a model not named keeps its
     builder's defaults. `infeasible`: "refuse" ends the sweep before any work when a cell's batch cannot be
     sampled (e.g. more distinct labels than classes); "skip" records such cells as skipped, with the reason.
+    `defenses`, `local_steps` and `clients` are axes of every client's update (bench.update); a defense is
+    written `name` or `name(value, key=value)` (bench.defenses), e.g. [none, "dp(clip=1, sigma=0.5)", "prune(0.9)"].
     """
 
     name: str = "custom"
@@ -58,6 +62,11 @@ class Sweep:
     train_steps: int = 0
     client_memory: str = "full"
     infeasible: str = "refuse"
+    defenses: tuple[str, ...] = ("none",)
+    local_steps: tuple[int, ...] = (1,)
+    clients: tuple[int, ...] = (1,)
+    local_batch_size: int | None = None
+    local_lr: float = 1e-4
 
     def __post_init__(self) -> None:
         if self.infeasible not in INFEASIBLE:
@@ -68,6 +77,8 @@ class Sweep:
                     f"model_options maps a model name to its options, e.g. {{convnet: {{width: 8}}}}; "
                     f"got {model}: {options!r}"
                 )
+        for text in self.defenses:
+            parse_defense(text)
 
     def options_for(self, model: str) -> dict[str, Any]:
         """The options written for `model` (none for a model the sweep does not name)."""
@@ -159,9 +170,11 @@ def expand(sweep: Sweep, method_names: list[str]) -> list[Cell]:
         raise BenchError(f"unknown track {sweep.track!r}; use {' or '.join(TRACKS)}")
     cells = []
     axes = itertools.product(
-        sweep.datasets, sweep.models, sweep.batch_sizes, sweep.repetitions, sweep.labels_known, sweep.bn_stats, sweep.seeds
-    )
-    for dataset, model, batch_size, repetition, labels_known, bn_stats, seed in axes:
+        sweep.datasets, sweep.models, sweep.batch_sizes, sweep.repetitions, sweep.labels_known, sweep.bn_stats,
+        sweep.defenses, sweep.local_steps, sweep.clients, sweep.seeds,
+    )  # fmt: skip
+    for dataset, model, batch_size, repetition, labels_known, bn_stats, defense, steps, clients, seed in axes:
+        update = ClientUpdate(int(steps), sweep.local_batch_size, sweep.local_lr, int(clients), parse_defense(defense))
         scenario = Scenario(
             dataset=dataset,
             data_path=sweep.data_path,
@@ -174,7 +187,7 @@ def expand(sweep: Sweep, method_names: list[str]) -> list[Cell]:
             model_options=sweep.options_for(model),
             weights=sweep.weights,
             train_steps=sweep.train_steps,
-            threat=ThreatModel(labels_known=bool(labels_known), bn_stats=bn_stats),
+            threat=ThreatModel(labels_known=bool(labels_known), bn_stats=bn_stats, update=update),
             bn_mode=sweep.bn_mode,
             client_memory=sweep.client_memory,
             seed=int(seed),

@@ -106,10 +106,10 @@ class ClientUpdate:
     def short(self) -> str:
         parts = []
         if self.kind == "fedavg":
-            b = "the whole batch" if self.local_batch_size is None else f"{self.local_batch_size} images"
-            parts.append(f"FedAvg {self.local_steps} steps of {b} at lr {self.local_lr:g}")
+            b = "B" if self.local_batch_size is None else self.local_batch_size
+            parts.append(f"FedAvg {self.local_steps} steps of {b}, lr {self.local_lr:g}")
         if self.clients > 1:
-            parts.append(f"mean of {self.clients} clients")
+            parts.append(f"{self.clients} clients")
         if self.defense != Defense():
             parts.append(self.defense.spec())
         return ", ".join(parts) or "FedSGD"
