@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import math
 
-from opacus.accountants import RDPAccountant
-
 
 def epsilon(sigma: float, sample_rate: float, steps: int, delta: float) -> float:
     """Epsilon at `delta` after `steps` DP-SGD steps at noise multiplier `sigma` and sampling rate `sample_rate`.
@@ -21,6 +19,8 @@ def epsilon(sigma: float, sample_rate: float, steps: int, delta: float) -> float
     """
     if sigma == 0:
         return math.inf
+    from opacus.accountants import RDPAccountant  # importing opacus takes seconds: only when a budget is asked
+
     accountant = RDPAccountant()
     accountant.history = [(float(sigma), float(sample_rate), int(steps))]  # (noise multiplier, rate, steps)
     return float(accountant.get_epsilon(delta=delta))

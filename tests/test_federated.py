@@ -20,7 +20,7 @@ from bench.defenses import parse_defense
 from bench.errors import BenchError
 from bench.labels import LABELS, missing_need, recover_labels
 from bench.record import run_id
-from bench.runner import run_cells
+from bench.runner import run_cells, validate
 from bench.scenario import Scenario
 from bench.sweep import Cell, sweep_from_dict, expand
 from bench.threat import ThreatModel
@@ -197,3 +197,10 @@ def test_cli_refuses_bad_defenses_before_any_work(tmp_path):
         out = run(*args)
         assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and message in out.stderr, out.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_sharded_runs_refuse_updates_other_than_fedsgd_before_any_work():
+    cells = [Cell(scenario(ClientUpdate(clients=2)), attack="noise", budget=1)]
+    with pytest.raises(BenchError, match="sharded client computes one plain FedSGD gradient"):
+        validate(cells, world_size=2)
+    assert validate(cells, world_size=2, shard_above=4)[0].skip is None  # one rank per cell: allowed
