@@ -60,8 +60,9 @@ def validate(
         batch = cell.scenario.batch_size
         if world_size > 1 and (shard_above is None or batch > shard_above):
             check_splittable(batch, world_size)
-            if cell.scenario.threat.update.to_dict():
-                raise BenchError(f"a sharded client computes one plain FedSGD gradient, not {cell.scenario.threat.update.short()}; use --shard-above")
+            update = cell.scenario.threat.update
+            if update.to_dict():
+                raise BenchError(f"a sharded client computes one plain FedSGD gradient, not {update.short()}; use --shard-above")
         if cell.label_method is not None:
             LABELS.get(cell.label_method)
         else:

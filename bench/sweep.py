@@ -79,6 +79,8 @@ class Sweep:
                 )
         for text in self.defenses:
             parse_defense(text)
+        for steps, clients in itertools.product(self.local_steps, self.clients):
+            ClientUpdate(steps, self.local_batch_size, self.local_lr, clients)
 
     def options_for(self, model: str) -> dict[str, Any]:
         """The options written for `model` (none for a model the sweep does not name)."""
@@ -174,7 +176,7 @@ def expand(sweep: Sweep, method_names: list[str]) -> list[Cell]:
         sweep.defenses, sweep.local_steps, sweep.clients, sweep.seeds,
     )  # fmt: skip
     for dataset, model, batch_size, repetition, labels_known, bn_stats, defense, steps, clients, seed in axes:
-        update = ClientUpdate(int(steps), sweep.local_batch_size, sweep.local_lr, int(clients), parse_defense(defense))
+        update = ClientUpdate(steps, sweep.local_batch_size, sweep.local_lr, clients, parse_defense(defense))
         scenario = Scenario(
             dataset=dataset,
             data_path=sweep.data_path,

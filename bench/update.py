@@ -51,6 +51,14 @@ class ClientUpdate:
     defense: Defense = field(default_factory=Defense)
 
     def __post_init__(self) -> None:
+        counts = (self.local_steps, self.clients, 1 if self.local_batch_size is None else self.local_batch_size)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts):
+            raise BenchError(
+                f"local_steps, clients and local_batch_size must be integers, got {self.local_steps!r}, "
+                f"{self.clients!r} and {self.local_batch_size!r}"
+            )
+        if not isinstance(self.local_lr, (int, float)) or isinstance(self.local_lr, bool):
+            raise BenchError(f"local_lr must be a number, got {self.local_lr!r}")
         if self.local_steps < 1 or self.clients < 1:
             raise BenchError(f"local_steps and clients must be at least 1, got {self.local_steps} and {self.clients}")
         if self.local_batch_size is not None and self.local_batch_size < 1:
