@@ -185,6 +185,8 @@ def test_sweep_axes_expand_into_updates_and_records_carry_their_facts(tmp_path):
     assert json.loads((tmp_path / f"{record.run_id}.json").read_text())["update"] == record.update
     with pytest.raises(BenchError, match="dp has no parameter C"):
         sweep_from_dict({"defenses": ["dp(C=1, sigma=0.5)"]}, "test")
+    with pytest.raises(BenchError, match="must be integers"):
+        sweep_from_dict({"local_steps": ["five"]}, "test")
 
 
 def test_cli_refuses_bad_defenses_before_any_work(tmp_path):
