@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,6 +173,8 @@ def check_case_folder(folder: str | Path) -> None:
     folder = Path(folder)
     if not folder.exists() and not folder.is_symlink():
         return
+    if Path.cwd().is_relative_to(folder.resolve()):
+        raise BenchError(f"{folder} is the working folder (or holds it); give --out a folder inside it")
     if not folder.is_dir():
         raise BenchError(f"{folder} is a file, not a folder; give --out a new folder or an existing case")
     others = sorted(p.name for p in folder.iterdir() if p.name not in CASE_FILES)
@@ -182,7 +185,7 @@ def check_case_folder(folder: str | Path) -> None:
 
 def _atomic_folder(target: Path, fill) -> Path:
     """Write a folder's files into a temporary sibling, then put it in place of `target` atomically."""
-    target = Path(target)
+    target = Path(os.path.abspath(target))  # "cases/." names "cases"
     check_case_folder(target)
     remove_dead_leftovers(target.parent)
     tmp = make_partial_folder(target)

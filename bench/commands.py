@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from tabulate import tabulate
@@ -53,21 +54,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
-SWEEP_FLAGS = (
-    "track", "label_methods", "attacks", "models", "datasets", "data_path", "image_size", "batch_sizes",
-    "repetitions", "labels_known", "bn_stats", "seeds", "budget", "label_source", "num_classes", "weights",
-    "train_steps", "bn_mode",
-)  # argparse destinations that are Sweep fields (bench.cli names them so)
-
-
 def _sweep_from_args(args: argparse.Namespace, base: Sweep | None = None) -> Sweep:
-    """The sweep of `--config`/`--preset` (or `base`) with the flags given on top, checked as one."""
+    """The sweep of `--config`/`--preset` (or `base`) with the flags given on top, checked as one (bench.cli
+    names each flag's destination after the Sweep field it sets)."""
     if base is None:
         if args.config is not None and args.preset is not None:
             raise BenchError("give either --config or --preset, not both")
         preset = DEFAULT_PRESET if args.preset is None else args.preset
         base = load_sweep_file(args.config) if args.config is not None else load_preset(preset)
-    return override(base, **{name: getattr(args, name, None) for name in SWEEP_FLAGS})
+    return override(base, **{f.name: getattr(args, f.name) for f in dataclasses.fields(Sweep) if hasattr(args, f.name)})
 
 
 def _local_ranks(nproc: int) -> tuple[int, int]:

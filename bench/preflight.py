@@ -73,6 +73,10 @@ def check_scenario(scenario: Scenario, built: set[tuple[str, str | None]] | None
     dataset = open_dataset(scenario.dataset, scenario.data_path)
     num_classes = scenario.num_classes or dataset.num_classes
     arch = Architecture(scenario.model, num_classes, dataset.channels, scenario.image_size, scenario.model_options)
+    if scenario.train_steps > 0:
+        from bench.models.training import default_cache_dir
+
+        check_writable(default_cache_dir())  # trained weights are cached there ($BENCH_CACHE)
     built = set() if built is None else built
     if (arch.key(), scenario.weights) not in built:
         check_model(arch, scenario)

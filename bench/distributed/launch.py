@@ -239,26 +239,27 @@ def _supervise(ranks: list[_Rank], grace_s: float, heartbeat_timeout_s: float) -
     ended: queue.Queue[tuple[int, int]] = queue.Queue()  # (rank, exit code), in the order the ranks ended
     for r, rank in enumerate(ranks):
         threading.Thread(target=lambda r=r, p=rank.process: ended.put((r, p.wait())), daemon=True).start()
-    watch = selectors.DefaultSelector()
-    for r, rank in enumerate(ranks):
-        watch.register(rank.heartbeats, selectors.EVENT_READ, r)
-    running = set(range(len(ranks)))
-    while running:
-        while not ended.empty():
-            r, code = ended.get()
-            running.discard(r)
-            if code != 0:
-                return _fail(ranks, r, _describe(code), code if code > 0 else 128 - code, grace_s)
-        for key, _ in watch.select(timeout=0.05):
-            if os.read(key.fd, 4096):
-                ranks[key.data].last_beat = time.monotonic()
-            else:
-                watch.unregister(key.fd)  # the rank is ending; its exit code follows
-        now = time.monotonic()
-        for r in sorted(running):
-            last = ranks[r].last_beat
-            if last is not None and now - last > heartbeat_timeout_s and ranks[r].process.poll() is None:
-                return _fail(ranks, r, f"sent no heartbeat for {heartbeat_timeout_s:g} s (stopped or frozen)", 1, grace_s)
+    with selectors.DefaultSelector() as watch:
+        for r, rank in enumerate(ranks):
+            watch.register(rank.heartbeats, selectors.EVENT_READ, r)
+        running = set(range(len(ranks)))
+        while running:
+            while not ended.empty():
+                r, code = ended.get()
+                running.discard(r)
+                if code != 0:
+                    return _fail(ranks, r, _describe(code), code if code > 0 else 128 - code, grace_s)
+            for key, _ in watch.select(timeout=0.05):
+                if os.read(key.fd, 4096):
+                    ranks[key.data].last_beat = time.monotonic()
+                else:
+                    watch.unregister(key.fd)  # the rank is ending; its exit code follows
+            now = time.monotonic()
+            for r in sorted(running):
+                last = ranks[r].last_beat
+                if last is not None and now - last > heartbeat_timeout_s and ranks[r].process.poll() is None:
+                    how = f"sent no heartbeat for {heartbeat_timeout_s:g} s (stopped or frozen)"
+                    return _fail(ranks, r, how, 1, grace_s)
     return 0
 
 
@@ -266,6 +267,8 @@ def _fail(ranks: list[_Rank], rank: int, how: str, code: int, grace_s: float) ->
     print(f"error: rank {rank} {how}; stopping the other ranks", file=sys.stderr)
     _stop([r.process for r in ranks], grace_s)
     return code
+
+
 def _stop(ranks: list[subprocess.Popen], grace_s: float) -> None:
     """Let running ranks end on their own for grace_s, then SIGTERM, then SIGKILL after 5 s more."""
     deadline = time.monotonic() + grace_s
