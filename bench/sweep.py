@@ -105,7 +105,8 @@ def _check_track(sweep: Sweep, given: dict[str, Any]) -> None:
     """Refuse fields given for the track the sweep does not run (e.g. attacks for the label track)."""
     wrong = [k for k, v in given.items() if v is not None and TRACK_OF_FIELD.get(k, sweep.track) != sweep.track]
     if wrong:
-        raise BenchError(f"{', '.join(wrong)} apply to the {TRACK_OF_FIELD[wrong[0]]} track; this sweep runs the {sweep.track} track")
+        track = TRACK_OF_FIELD[wrong[0]]
+        raise BenchError(f"{', '.join(wrong)}: for the {track} track only; this sweep runs the {sweep.track} track")
 
 
 def sweep_from_dict(data: dict, source: str) -> Sweep:

@@ -74,12 +74,12 @@ BATTERY: dict[str, tuple[list[str], str, dict[str, str]]] = {
     "attacks-comma": ([*RUN, "--attacks", ","], "attacks: Tuple should have at least 1 item", {}),
     "attacks-typo": ([*RUN, "--attacks", "nois"], "did you mean noise", {}),
     "attacks-glob-none": ([*RUN, "--attacks", "zzz*"], "no attack matches 'zzz*'", {}),
-    "attacks-with-label-track": ([*RUN, "--track", "labels"], "attacks apply to the attacks track", {}),
+    "attacks-with-label-track": ([*RUN, "--track", "labels"], "attacks: for the attacks track only", {}),
     "budget-with-label-track": (
         ["run", "--preset", "smoke", "--track", "labels", "--budget", "5", "--out", "{tmp}/out"],
-        "budget apply to the attacks track", {},
+        "budget: for the attacks track only", {},
     ),
-    "label-methods-with-attack-track": ([*RUN, "--label-methods", "llg"], "label_methods apply to the labels track", {}),
+    "label-methods-with-attack-track": ([*RUN, "--label-methods", "llg"], "label_methods: for the labels track only", {}),
     "track-unknown": (["run", "--preset", "smoke", "--track", "both", "--out", "{tmp}/out"], "track: Input should be 'attacks' or 'labels'", {}),
     "label-method-unknown": (
         ["run", "--preset", "smoke", "--track", "labels", "--label-methods", "lgg", "--out", "{tmp}/out"],
@@ -183,7 +183,7 @@ BATTERY: dict[str, tuple[list[str], str, dict[str, str]]] = {
         "model_options: {lenet: {widht: 8}}\n", "model lenet with options {{'widht': 8}} cannot be built"
     ),
     "yaml-head-init-unknown": _yaml_case("model_options: {lenet: {head_init: bogus}}\n", "head_init must be one of"),
-    "yaml-track-labels-with-attacks": _yaml_case("track: labels\n", "attacks apply to the attacks track"),
+    "yaml-track-labels-with-attacks": _yaml_case("track: labels\n", "attacks: for the attacks track only"),
     "yaml-unknown-field": _yaml_case("atacks: [noise]\n", "unknown sweep field(s) atacks"),
     "yaml-top-level-list": _sweep_file("- a\n- b\n", "a sweep must be a mapping"),
     "yaml-top-level-string": _sweep_file("just words\n", "a sweep must be a mapping"),
