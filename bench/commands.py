@@ -62,7 +62,10 @@ def _sweep_from_args(args: argparse.Namespace, base: Sweep | None = None) -> Swe
             raise BenchError("give either --config or --preset, not both")
         preset = DEFAULT_PRESET if args.preset is None else args.preset
         base = load_sweep_file(args.config) if args.config is not None else load_preset(preset)
-    return override(base, **{f.name: getattr(args, f.name) for f in dataclasses.fields(Sweep) if hasattr(args, f.name)})
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Sweep) if hasattr(args, f.name)}
+    if given.get("budget") is not None and (given.get("track") or base.track) == "attacks":
+        given["budgets"] = {}  # a budget given on the command line caps every attack, a preset's per-attack ones too
+    return override(base, **given)
 
 
 def _local_ranks(nproc: int) -> tuple[int, int]:
