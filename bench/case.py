@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -21,7 +20,8 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from bench.errors import CaseFileError
+from bench.errors import BenchError, CaseFileError
+from bench.files import make_partial_folder, remove_dead_leftovers, replace_folder
 from bench.loss import LossSpec
 from bench.models import Architecture, build_model
 from bench.normalization import Normalization
@@ -169,6 +169,8 @@ def _read_pair(folder: Path, stem: str) -> tuple[dict, dict[str, torch.Tensor]]:
         meta = json.loads(json_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CaseFileError(f"{json_path} is not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise CaseFileError(f"{json_path} holds a JSON {type(meta).__name__}, not a case's description (an object)")
     if meta.get("schema") != CASE_SCHEMA:
         raise CaseFileError(f"{json_path} has schema {meta.get('schema')!r}, expected {CASE_SCHEMA}")
     blob = tensor_path.read_bytes()
@@ -181,16 +183,35 @@ def _read_pair(folder: Path, stem: str) -> tuple[dict, dict[str, torch.Tensor]]:
     return meta, tensors
 
 
+CASE_FILES = ("case.json", "case.safetensors", "secret.json", "secret.safetensors")
+
+
+def check_case_folder(folder: str | Path) -> None:
+    """Refuse a place where writing a case would destroy something else: a file, or a folder holding
+    anything but a case's files. A new folder, an empty one, or an earlier case (replaced whole) is fine."""
+    folder = Path(folder)
+    if not folder.exists() and not folder.is_symlink():
+        return
+    if Path.cwd().is_relative_to(folder.resolve()):
+        raise BenchError(f"{folder} is the working folder (or holds it); give --out a folder inside it")
+    if not folder.is_dir():
+        raise BenchError(f"{folder} is a file, not a folder; give --out a new folder or an existing case")
+    others = sorted(p.name for p in folder.iterdir() if p.name not in CASE_FILES)
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise BenchError(f"{folder} holds files that are not a case's ({shown}); give --out a new or empty folder")
+
+
 def _atomic_folder(target: Path, fill) -> Path:
-    """Write a folder's files into a temporary sibling, then rename it into place."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    """Write a folder's files into a temporary sibling, then put it in place of `target` atomically."""
+    target = Path(os.path.abspath(target))  # "cases/." names "cases"
+    check_case_folder(target)
+    remove_dead_leftovers(target.parent)
+    tmp = make_partial_folder(target)
     try:
         fill(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        check_case_folder(target)  # still only a case there (a user may have added a file meanwhile)
+        replace_folder(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -255,8 +276,8 @@ def load_case(folder: str | Path) -> Case:
             bn_stats=bn_stats if meta["threat"]["bn_stats"] == "exact" else None,
             info=meta["info"],
         )
-    except (KeyError, TypeError, ValueError) as err:
-        raise CaseFileError(f"{folder}: case file is inconsistent ({err})") from None
+    except (KeyError, TypeError, ValueError, AttributeError, BenchError) as err:
+        raise CaseFileError(f"{folder}: case file is inconsistent ({type(err).__name__}: {err})") from None
 
 
 def load_secret(folder: str | Path) -> Secret:

@@ -20,7 +20,8 @@ from bench.defenses import parse_defense
 from bench.errors import BenchError
 from bench.labels import LABELS, missing_need, recover_labels
 from bench.record import run_id
-from bench.runner import run_cells, validate
+from bench.preflight import validate
+from bench.runner import run_cells
 from bench.scenario import Scenario
 from bench.sweep import Cell, sweep_from_dict, expand
 from bench.threat import ThreatModel
@@ -185,7 +186,7 @@ def test_sweep_axes_expand_into_updates_and_records_carry_their_facts(tmp_path):
     assert json.loads((tmp_path / f"{record.run_id}.json").read_text())["update"] == record.update
     with pytest.raises(BenchError, match="dp has no parameter C"):
         sweep_from_dict({"defenses": ["dp(C=1, sigma=0.5)"]}, "test")
-    with pytest.raises(BenchError, match="must be integers"):
+    with pytest.raises(BenchError, match=r"local_steps\[0\]: Input should be a valid integer"):
         sweep_from_dict({"local_steps": ["five"]}, "test")
 
 

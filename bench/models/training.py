@@ -15,18 +15,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as st_save
 from torch import nn
 
 from bench.data import ImageSource
 from bench.errors import BenchError
+from bench.files import write_atomic
 from bench.models import Architecture, build_model
 
 # Bump when the training procedure changes, so old cache entries are not reused.
@@ -66,7 +67,7 @@ def trained_state(
     model.load_state_dict(init_state)
     train_steps(model, dataset, steps, lr, batch_size, seed, size)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    _write_atomic(path, state)
+    write_atomic(path, st_save({k: v.detach().cpu().contiguous() for k, v in state.items()}))
     return state
 
 
@@ -153,15 +154,3 @@ def _read(path: Path) -> dict[str, torch.Tensor] | None:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError):
         return None  # a damaged cache entry is recomputed and overwritten
-
-
-def _write_atomic(path: Path, state: Mapping[str, torch.Tensor]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
