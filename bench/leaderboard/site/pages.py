@@ -274,48 +274,58 @@ def _shot(sweep: Sweep, roles: tuple[str, ...], record: Record) -> tuple[Shot, P
     return shot, grid
 
 
+def _filters(tables: Sequence[Table]) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+    """The page's filters with the values its tables hold: threat model, batch size, repetition rate."""
+
+    def options(axis: str) -> tuple[str, ...]:
+        return tuple(f"{v:g}" for v in sorted({v for t in tables for v in _axis_values(t, axis)}))
+
+    threats = tuple(_unique(t.group.threat_text() for t in tables))
+    return (("threat", "threat model", threats), ("b", "batch size B", options("batch_size")),
+            ("r", "repetition rate r", options("repetition")))  # fmt: skip
+
+
+def _reconstructions(sweep: Sweep, metric: str) -> tuple[list[tuple[str, tuple[Shot, ...]]], dict[str, Path]]:
+    """Per attack, the shots of its best, median and worst run, and the grids they show."""
+    shots, grids = [], {}
+    for attack in sorted({str(r.config["attack"]) for r in sweep.records if "attack" in r.config}):
+        runs = [r for r in sweep.records if r.config.get("attack") == attack]
+        picked = []
+        for pick in showcase(runs, metric, lambda run_id: sweep.grid(run_id) is not None):
+            shot, grid = _shot(sweep, pick.roles, pick.record)
+            grids[f"{sweep.name}/{shot.image}"] = grid
+            picked.append(shot)
+        if picked:
+            shots.append((attack, tuple(picked)))
+    return shots, grids
+
+
 def _sweep_files(sweep: Sweep, views: Sequence[View]) -> tuple[SweepPage, dict[str, bytes | Path]]:
-    """A sweep's page model and the files it needs, under `<sweep name>/`."""
+    """A sweep's page model and the files it needs, under `<sweep name>/`: its records, plots and grids."""
     records = {r.run_id: r for r in sweep.records}
     files: dict[str, bytes | Path] = {f"{sweep.name}/runs/{run_id}.json": path for run_id, path in sweep.files.items()}
     views = with_gain_views(views, sweep.records)
     families = [(v, aggregate(sweep.records, v.rows, v.columns, v.metric)) for v in views]
     families = [(v, tables) for v, tables in families if tables]
-    first_of_track = {v.rows: tables for v, tables in reversed(families)}  # every record counts once there
     sections = []
     for view, tables in families:
         table_views = []
         for table in tables:
             png = plot_png(table)
             plot = None if png is None else f"plots/{plot_name(table)}"
-            if plot is not None:
+            if png is not None:
                 files[f"{sweep.name}/{plot}"] = png
             table_views.append(_table_view(table, records, plot))
         sections.append(ViewSection(_heading(view), tuple(table_views)))
-    every = [t for _, tables in families for t in tables]
-    def options(axis: str) -> tuple[str, ...]:
-        return tuple(f"{v:g}" for v in sorted({v for t in every for v in _axis_values(t, axis)}))
-
-    filters = (
-        ("threat", "threat model", tuple(_unique(t.group.threat_text() for t in every))),
-        ("b", "batch size B", options("batch_size")),
-        ("r", "repetition rate r", options("repetition")),
-    )
     metric = next((v.metric for v, _ in families if v.rows == "attack"), "psnr")
-    shots = []
-    for attack in sorted({str(r.config["attack"]) for r in sweep.records if "attack" in r.config}):
-        runs = [r for r in sweep.records if r.config.get("attack") == attack]
-        picked = []
-        for pick in showcase(runs, metric, lambda run_id: sweep.grid(run_id) is not None):
-            shot, grid = _shot(sweep, pick.roles, pick.record)
-            files[f"{sweep.name}/{shot.image}"] = grid
-            picked.append(shot)
-        if picked:
-            shots.append((attack, tuple(picked)))
+    shots, grids = _reconstructions(sweep, metric)
+    files.update(grids)
+    first_of_track = {v.rows: tables for v, tables in reversed(families)}  # every record counts once there
     rows = [row for section in sections for table in section.tables for row in table.rows]
     page = SweepPage(
-        _summary(sweep, [t for tables in first_of_track.values() for t in tables]), tuple(sections), filters, metric,
-        tuple(shots), any(row.floor for row in rows), any(cell.above_floor for row in rows for cell in row.cells),
+        _summary(sweep, [t for tables in first_of_track.values() for t in tables]), tuple(sections),
+        _filters([t for _, tables in families for t in tables]), metric, tuple(shots),
+        any(row.floor for row in rows), any(cell.above_floor for row in rows for cell in row.cells),
     )  # fmt: skip
     return page, files
 
