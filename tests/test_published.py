@@ -1,5 +1,7 @@
 """Published tables and the published site equal a fresh rendering of the records they were rendered from."""
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import matplotlib
@@ -49,3 +51,14 @@ def test_published_site_matches_its_records(tmp_path: Path):
             continue
         assert data == published[name], f"leaderboard/site/{name} differs from a fresh rendering"
     check_links(BOARD / "site")
+
+
+def test_every_file_of_the_published_site_is_committed():
+    """A file git ignores (say, under a folder named like an ignored one) would be missing from a clone."""
+    if shutil.which("git") is None or not (BOARD.parent / ".git").exists():
+        pytest.skip("not a git checkout")
+    ignored = subprocess.run(
+        ["git", "ls-files", "--others", "--ignored", "--exclude-standard", "--", "leaderboard/site"],
+        cwd=BOARD.parent, capture_output=True, text=True, check=True,
+    ).stdout.split()
+    assert ignored == []

@@ -161,7 +161,7 @@ def test_every_link_and_image_resolves_inside_the_site(site: Path):
 
 
 def test_link_check_catches_a_missing_file(site: Path):
-    next((site / "alpha" / "runs").glob("*.json")).unlink()
+    next((site / "alpha" / "records").glob("*.json")).unlink()
     with pytest.raises(AssertionError, match="does not resolve"):
         check_links(site)
 
@@ -175,8 +175,8 @@ def test_rendering_is_deterministic_and_ignores_argument_order(sweeps: list[Path
 def test_records_and_grids_are_byte_copies(site: Path, sweeps: list[Path]):
     alpha = load_sweep(sweeps[0])
     for run_id, path in alpha.files.items():
-        assert (site / "alpha" / "runs" / f"{run_id}.json").read_bytes() == path.read_bytes()
-    for copied in (site / "alpha" / "runs").glob("*.png"):
+        assert (site / "alpha" / "records" / f"{run_id}.json").read_bytes() == path.read_bytes()
+    for copied in (site / "alpha" / "records").glob("*.png"):
         assert copied.read_bytes() == (sweeps[0] / copied.name).read_bytes()
 
 
@@ -198,7 +198,7 @@ def test_sweep_page_shows_the_aggregated_tables_and_traces_each_row(site: Path, 
         assert ("floor" in attrs.get("class", "")) == (row.method == "prior-grey")
         # the row's records: every run of its cells (failed and skipped ones too), each one file
         runs = sorted(run_id for cell in row.cells for run_id in cell.run_ids)
-        assert sorted(link.removeprefix("runs/").removesuffix(".json") for link in cells[-1].links) == runs
+        assert sorted(link.removeprefix("records/").removesuffix(".json") for link in cells[-1].links) == runs
         assert {r.run_id for r in alpha.records if r.config["attack"] == row.method} == set(runs)
     assert "prior-only floors" in (site / "alpha" / "index.html").read_text()
 
@@ -233,7 +233,7 @@ def test_showcase_is_best_median_and_worst(sweeps: list[Path]):
 def test_sweep_page_shows_each_attacks_picks_with_their_numbers(site: Path, sweeps: list[Path]):
     alpha = load_sweep(sweeps[0])
     text = (site / "alpha" / "index.html").read_text()
-    shown = sorted(p.stem for p in (site / "alpha" / "runs").glob("*.png"))
+    shown = sorted(p.stem for p in (site / "alpha" / "records").glob("*.png"))
     expected = sorted(
         p.record.run_id
         for attack in ("dlg", "ig", "prior-grey")

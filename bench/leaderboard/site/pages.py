@@ -6,8 +6,8 @@ Layout of a site (every name short and stable; nothing depends on time or on the
     index.html  style.css  site.js  manifest.txt
     <sweep>/index.html            the sweep's tables, plots and reconstructions
     <sweep>/plots/<plot name>     bench.leaderboard.plots.plot_name
-    <sweep>/runs/<run id>.json    every record of the sweep, copied byte for byte
-    <sweep>/runs/<run id>.png     the image grids the page shows, copied byte for byte
+    <sweep>/records/<run id>.json every record of the sweep, copied byte for byte
+    <sweep>/records/<run id>.png  the image grids the page shows, copied byte for byte
 
 Example:
     >>> files = build_site(load_sweeps([Path("leaderboard/records/quick")]))
@@ -47,6 +47,7 @@ from bench.threat import ThreatModel
 
 HERE = Path(__file__).parent
 MANIFEST = "manifest.txt"
+RECORDS = "records"  # per sweep: its record files and the grids shown (a folder named "runs" is git-ignored)
 STATIC = ("style.css", "site.js")
 TRACKS = {"attack": "attacks", "label_method": "label recovery"}
 FILTER_KEYS = {"batch_size": "b", "repetition": "r"}  # the page's filters, by table axis
@@ -206,7 +207,7 @@ def _record_links(table: Table, cells: Sequence[CellStats], records: dict[str, R
             record = records[run_id]
             status = "" if record.status == "ok" else f" ({record.status})"
             text = f"{axis_text(table.column_axis, column)} · seed {record.config['scenario']['seed']}{status}"
-            links.append((column, record.config["scenario"]["seed"], run_id, Link(f"runs/{run_id}.json", text)))
+            links.append((column, record.config["scenario"]["seed"], run_id, Link(f"{RECORDS}/{run_id}.json", text)))
     return tuple(link for *_, link in sorted(links))
 
 
@@ -268,8 +269,8 @@ def _shot(sweep: Sweep, roles: tuple[str, ...], record: Record) -> tuple[Shot, P
     threat = ThreatModel.from_dict(s["threat"]).short()
     setting = f"B={s['batch_size']} · r={s['repetition']:g} · seed {s['seed']} · {threat}"
     shot = Shot(
-        " · ".join(roles), f"runs/{record.run_id}.png", width * scale, height * scale, setting, _numbers(record),
-        Link(f"runs/{record.run_id}.json", f"{record.run_id}.json"),
+        " · ".join(roles), f"{RECORDS}/{record.run_id}.png", width * scale, height * scale, setting, _numbers(record),
+        Link(f"{RECORDS}/{record.run_id}.json", f"{record.run_id}.json"),
     )
     return shot, grid
 
@@ -303,7 +304,7 @@ def _reconstructions(sweep: Sweep, metric: str) -> tuple[list[tuple[str, tuple[S
 def _sweep_files(sweep: Sweep, views: Sequence[View]) -> tuple[SweepPage, dict[str, bytes | Path]]:
     """A sweep's page model and the files it needs, under `<sweep name>/`: its records, plots and grids."""
     records = {r.run_id: r for r in sweep.records}
-    files: dict[str, bytes | Path] = {f"{sweep.name}/runs/{run_id}.json": path for run_id, path in sweep.files.items()}
+    files: dict[str, bytes | Path] = {f"{sweep.name}/{RECORDS}/{rid}.json": path for rid, path in sweep.files.items()}
     views = with_gain_views(views, sweep.records)
     families = [(v, aggregate(sweep.records, v.rows, v.columns, v.metric)) for v in views]
     families = [(v, tables) for v, tables in families if tables]
