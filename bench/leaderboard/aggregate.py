@@ -41,6 +41,7 @@ _NAMED_FIELDS = {"dataset", "model", "image_size", "batch_size", "repetition", "
 _DEFAULTS = Scenario().to_dict()
 # Decimals per metric: dB values to 0.01, fractions and distances in [0, 1] to 0.001, MSE finer.
 _DIGITS = {"mse": 4, "mse_best_match": 4, "label_count_mae": 2}
+FLOOR_PREFIX = "prior-"  # the prior-only floors are registered as attacks named prior-<prior>
 
 
 def digits_for(metric: str) -> int:
@@ -83,10 +84,12 @@ class Group:
             self.settings,
         )
 
+    def threat_text(self) -> str:
+        return self.threat.short() + ("" if self.threat.batch_size_known else ", batch size hidden")
+
     def parts(self) -> list[str]:
-        threat = self.threat.short() + ("" if self.threat.batch_size_known else ", batch size hidden")
         fixed_axis = axis_text(self.fixed_axis, self.fixed_value)
-        return [threat, self.dataset, self.model, f"{self.image_size} px", fixed_axis, *self.settings]
+        return [self.threat_text(), self.dataset, self.model, f"{self.image_size} px", fixed_axis, *self.settings]
 
     def slug(self) -> str:
         """A file-name-safe, deterministic name for this group."""
@@ -104,6 +107,11 @@ class Row:
     cells: tuple[CellStats, ...]
     wall_s_mean: float | None
     wall_h_total: float
+
+    @property
+    def is_floor(self) -> bool:
+        """A prior-only floor (what an attacker who ignores the gradient outputs), not an attack."""
+        return self.method.startswith(FLOOR_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -209,7 +217,8 @@ def _group(record: Record, track: str, columns: str) -> Group:
         raise BenchError(f"record {record.run_id} has an incomplete scenario ({type(err).__name__}: {err})") from None
 
 
-def _value(record: Record, metric: str) -> float | None:
+def metric_value(record: Record, metric: str) -> float | None:
+    """The record's finite value of `metric`; None for a run that is not ok or has no such value."""
     value = record.metrics.get(metric) if record.status == "ok" else None
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
@@ -218,8 +227,9 @@ def _value(record: Record, metric: str) -> float | None:
 
 def _cell(records: list[Record], metric: str) -> CellStats:
     status = Counter("ok" if r.status == "ok" else "skipped" if r.status == "skipped" else "failed" for r in records)
-    values = tuple(v for v in (_value(r, metric) for r in records) if v is not None)
-    return CellStats(values, status["ok"], status["failed"], status["skipped"])
+    values = tuple(v for v in (metric_value(r, metric) for r in records) if v is not None)
+    run_ids = tuple(sorted(r.run_id for r in records))
+    return CellStats(values, status["ok"], status["failed"], status["skipped"], run_ids)
 
 
 def _row(

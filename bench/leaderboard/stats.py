@@ -46,12 +46,14 @@ class CellStats:
     """The runs of one cell. Failed and skipped runs count in n_total; `values` come from ok runs only.
 
     An ok run without the metric (e.g. LPIPS unavailable) counts in n_ok and n_total but gives no value.
+    `run_ids` names every run of the cell, whatever its status, so each number can be traced to records.
     """
 
     values: tuple[float, ...] = ()
     n_ok: int = 0
     n_failed: int = 0
     n_skipped: int = 0
+    run_ids: tuple[str, ...] = ()
 
     @property
     def n_total(self) -> int:
