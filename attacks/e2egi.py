@@ -36,7 +36,7 @@ from bench.engine.distances import GradientDistance
 from bench.engine.loop import LoopConfig, LoopResult, Variables, iteration_budget, run_loop, seed_streams
 from bench.engine.objective import Objective, Weights
 from bench.engine.schedule import Schedule
-from bench.engine.seed_group import check_seed_chunk, group_or_none
+from bench.engine.seed_group import SeedGroup, check_seed_chunk, group_or_none
 from bench.engine.setup import AttackSetup, setup_attack
 from bench.errors import BenchError
 from bench.labels import known_or_recovered
@@ -106,7 +106,7 @@ class E2EGI(Attack):
             result = run_mlco(seeds, plan, optimise, optimise.gradient_losses, setup.shard)
             images, trace, iterations, final_loss = result.images, result.trace, result.iterations, result.gradient_loss
             extra["stages"] = result.stages
-            extra["seed_chunk"] = min(optimise.chunk or cfg.n_seed, cfg.n_seed)
+            extra["seed_chunk"] = optimise.seed_chunk
         else:
             single = optimise(seeds[:1], plan[0], None)[0]
             images, trace, iterations, final_loss = single.images, single.trace, single.iterations, single.gradient_loss
@@ -149,8 +149,10 @@ class _StageRunner:
     progress: _Progress
 
     def __post_init__(self) -> None:
-        # seeds per computation; a chunk that runs out of device memory halves it for the rest of the run
+        # seeds per computation: a chunk that runs out of device memory halves it for the rest of the run
         self.chunk = 1 if self.setup.shard.distributed else self.cfg.seed_chunk
+        self.seed_chunk = 1  # what the stages used, for the record
+        self._groups: dict[tuple[float, int], SeedGroup | None] = {}
 
     def __call__(self, seeds: list[torch.Tensor], stage: Stage, consensus: torch.Tensor | None) -> list[LoopResult]:
         loop = LoopConfig(
@@ -163,7 +165,7 @@ class _StageRunner:
             keep_best=self.cfg.keep_best,
         )
         objective, box = self.objectives[stage.group], self.setup.box
-        group = group_or_none(objective, len(seeds), self.chunk)
+        group = self._group(stage.group, len(seeds))
         if group is None:  # one run after another, each drawing its noise from the generator in turn
             return [
                 run_loop(objective, Variables(s.detach().clone(), labels=self.labels), loop, box, consensus,
@@ -173,18 +175,27 @@ class _StageRunner:
         streams = seed_streams(self.generator, len(seeds), stage.iterations if stage.noise else 0, seeds[0].shape)
         variables = Variables(torch.cat(seeds).detach(), labels=group.stack(self.labels))
         result = run_loop(group, variables, loop, box, consensus, streams, self.progress.stage(len(seeds)))
-        self.chunk = group.chunk
+        self.chunk, self.seed_chunk = group.chunk, group.size
         return result.per_seed()
 
     def gradient_losses(self, batches: list[torch.Tensor]) -> list[float]:
         """Each batch's whole-batch gradient loss alone, for comparing candidate batches."""
-        objective = self.objectives[0.0]
-        group = group_or_none(objective, len(batches), self.chunk)
+        group = self._group(0.0, len(batches))
         if group is None:
-            return [objective.gradient_loss(images, self.labels) for images in batches]
+            return [self.objectives[0.0].gradient_loss(images, self.labels) for images in batches]
         losses = group.seed_losses(torch.cat(batches), group.stack(self.labels))
         self.chunk = group.chunk
         return losses
+
+    def _group(self, group_weight: float, seeds: int) -> SeedGroup | None:
+        """The seeds evaluated together under the objective with this Group weight (None: one by one)."""
+        key = (group_weight, seeds)
+        if key not in self._groups:  # built once: the combination asks for one per slot
+            self._groups[key] = group_or_none(self.objectives[group_weight], seeds, self.chunk)
+        group = self._groups[key]
+        if group is not None:
+            group.chunk = self.chunk
+        return group
 
 
 class _Progress:

@@ -19,6 +19,8 @@ from torch import nn
 from bench.case import BatchNormStats, Case, Secret
 from bench.client_memory import checkpointed, leak_in_chunks
 from bench.data import ImageSource, open_dataset
+from bench.distributed.client import distributed_leak
+from bench.engine.collective import shard_for
 from bench.loss import LossSpec
 from bench.models import Architecture, batchnorm_layers, classifier_names, watch_bn_inputs
 from bench.sampler import SampledBatch, repeated_fraction, repetition_rate, sample_batch
@@ -85,9 +87,6 @@ def simulate(scenario: Scenario, device: torch.device | str = "cpu", collective=
     model.train(scenario.bn_mode == "train")
     inputs, targets = dataset.normalization.normalize(pixels).to(device), labels.to(device)
     if collective is not None and collective.world_size > 1:
-        from bench.distributed.client import distributed_leak
-        from bench.engine.collective import shard_for
-
         shard = shard_for(scenario.batch_size, collective)
         gradients, bn_stats = distributed_leak(model, shard.take(inputs), shard.take(targets), loss, shard)
     elif scenario.client_memory == "full":

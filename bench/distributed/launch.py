@@ -30,13 +30,7 @@ from pathlib import Path
 
 import torch
 
-from bench.distributed.collective import (
-    DEFAULT_TIMEOUT_S,
-    TorchCollective,
-    close_world,
-    open_world,
-)
-from bench.engine.collective import Collective
+from bench.engine.collective import DEFAULT_TIMEOUT_S, Collective, TorchCollective, close_world, open_world
 from bench.errors import BenchError
 
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")

@@ -30,9 +30,10 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -44,6 +45,8 @@ from bench.engine.collective import Shard, Solo
 from bench.engine.objective import Evaluation, Objective
 from bench.engine.regularizers import capture_bn_inputs
 from bench.errors import BenchError
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -61,8 +64,6 @@ class SeedGroup:
             raise BenchError("a group of seeds runs in a single process; use one rank")
         self.shard = Shard.whole(self.seeds * self.base.shard.total)
         self._swaps = primitive_batchnorm(self.base.model)
-        if self._swaps is None:
-            self.chunk = 1
         names = {id(p): n for n, p in self.base.model.named_parameters()}
         self._names = [names[id(p)] for p in self.base.params]
 
@@ -85,19 +86,13 @@ class SeedGroup:
         consensus: torch.Tensor | None,
         leaves: list[torch.Tensor],
     ) -> Evaluation:
-        """Every seed's objective, back-propagated into `leaves` chunk by chunk; losses summed over seeds.
+        """Every seed's objective, back-propagated into `leaves` chunk by chunk; losses summed over seeds."""
 
-        A chunk that runs out of device memory is retried in chunks half as large (`chunk` records it).
-        """
-        while True:
-            try:
-                return self._differentiate(inputs, targets, consensus, leaves)
-            except torch.OutOfMemoryError:
-                if self.size == 1:
-                    raise
-                for leaf in leaves:
-                    leaf.grad = None
-                self.chunk = max(1, self.size // 2)
+        def restart() -> None:
+            for leaf in leaves:
+                leaf.grad = None
+
+        return self._halving_on_oom(lambda: self._differentiate(inputs, targets, consensus, leaves), restart)
 
     def gradient_loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
         """The sum over seeds of their gradient distances."""
@@ -105,6 +100,22 @@ class SeedGroup:
 
     def seed_losses(self, inputs: torch.Tensor, targets: torch.Tensor) -> list[float]:
         """Each seed's gradient distance, in stack order (no second-order graph)."""
+        return self._halving_on_oom(lambda: self._seed_losses(inputs, targets))
+
+    def _halving_on_oom(self, compute: Callable[[], T], restart: Callable[[], None] | None = None) -> T:
+        """`compute()`, retried in chunks half as large while a chunk runs out of device memory (`chunk`
+        records the size that fitted); out of memory with one seed at a time is an error."""
+        while True:
+            try:
+                return compute()
+            except torch.OutOfMemoryError:
+                if self.size == 1:
+                    raise
+                if restart is not None:
+                    restart()
+                self.chunk = max(1, self.size // 2)
+
+    def _seed_losses(self, inputs: torch.Tensor, targets: torch.Tensor) -> list[float]:
         if self.size == 1:
             return [self.base.gradient_loss(x, y) for x, y in zip(self.split(inputs), self.split(targets))]
         losses: list[float] = []
@@ -115,8 +126,9 @@ class SeedGroup:
 
     @property
     def size(self) -> int:
-        """Seeds per computation; 1 evaluates them one after another with the plain objective."""
-        return min(self.chunk or self.seeds, self.seeds)
+        """Seeds per computation; 1 evaluates them one after another with the plain objective (also where
+        a train-mode BN layer has no primitive form)."""
+        return 1 if self._swaps is None else min(self.chunk or self.seeds, self.seeds)
 
     def _spans(self) -> list[slice]:
         size, batch = self.size, self.base.shard.total
