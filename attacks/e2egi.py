@@ -72,7 +72,7 @@ class E2EGIConfig:
     rounds_rate: float = 0.3
     end_rate: float = 0.4
     label_method: str = "e2egi"  # used when the threat model hides the labels
-    seed_chunk: int | None = None  # seeds evaluated in one computation (None: all; 1: one after another)
+    seed_chunk: int | None = None  # seeds per computation (None: chosen by the device; 1: one after another)
 
     def __post_init__(self) -> None:
         valid = self.n_seed >= 2 if self.mlco else self.n_seed == 1

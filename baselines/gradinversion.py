@@ -61,7 +61,8 @@ class GradInversionConfig:
     signed False, boxed True: as in the breaching re-implementation.
     label_method: "yin", the paper's label restoration, used when the threat model hides the labels.
     output: "consensus" (the group's mean batch, the paper's reported result) or "best_seed".
-    seed_chunk: seeds evaluated in one computation (None: all; 1: one after another); bounds memory.
+    seed_chunk: seeds evaluated in one computation (None: chosen by the device, see
+        `bench.engine.seed_group`; 1: one after another); bounds memory.
     """
 
     iterations: int = 20_000

@@ -47,7 +47,8 @@ class InvertingGradientsConfig:
     signed, boxed: True (`signed=True, boxed=True`); distance "cosine" (`cost_fn='sim'`) over all layers
         (`indices='def'`, `weights='equal'`); `layers` / `layer_weights` select and weigh parameter tensors.
     label_method: used for B > 1 when labels are unknown (B = 1 uses the iDLG rule).
-    seed_chunk: restarts evaluated in one computation (None: all; 1: one after another); bounds memory.
+    seed_chunk: restarts evaluated in one computation (None: chosen by the device, see
+        `bench.engine.seed_group`; 1: one after another); bounds memory.
     """
 
     iterations: int = 24_000

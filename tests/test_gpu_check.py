@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import torch
 
 from bench.attack import ATTACKS
 
@@ -38,12 +41,20 @@ def test_dry_run_on_cpu_writes_a_summary_and_records(tmp_path):
     assert (tmp_path / "out" / "summary.md").read_text().startswith("# GPU check on cpu")
 
 
-def test_missing_folder_or_device_is_one_line_and_exit_2(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "OUT"}
-    done = subprocess.run(["bash", str(SCRIPT), "--device", "cpu"], cwd=ROOT, env={**env, "PYTHON": sys.executable},
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "output folder" in done.stderr
-    if not __import__("torch").cuda.is_available():
-        done = run_script(str(tmp_path / "cuda"))
-        assert done.returncode == 2 and "no CUDA device" in done.stderr
+def load_script():
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "scripts" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_missing_folder_or_device_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    script = load_script()
+    monkeypatch.delenv("OUT", raising=False)
+    assert script.main(["--device", "cpu"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "output folder" in error
+    if not torch.cuda.is_available():
+        assert script.main([str(tmp_path / "cuda")]) == 2
+        assert "no CUDA device" in capsys.readouterr().err
         assert not (tmp_path / "cuda").exists()

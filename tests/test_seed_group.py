@@ -21,6 +21,7 @@ from bench.engine.loop import LoopConfig, Variables, noise_like, run_loop, seed_
 from bench.engine.collective import Shard
 from bench.engine.objective import Weights
 from bench.engine.schedule import Schedule
+from bench.engine import seed_group
 from bench.engine.seed_group import SeedGroup, group_or_none
 from bench.engine.setup import setup_attack
 from bench.errors import BenchError
@@ -169,6 +170,21 @@ def test_a_chunk_out_of_memory_is_retried_in_halves(float64, monkeypatch):
     apart = [run_loop(objective, begin.alone(s), config, setup.box) for s in range(4)]
     assert group.chunk == 2
     assert_same_runs(together, apart, seeds=4)
+
+
+def test_on_a_cpu_chunks_keep_their_input_under_the_limit(float64, monkeypatch):
+    setup = setup_attack(tiny("eval"))
+    objective = setup.objective(GradientDistance("l2"), Weights(tv=1e-2))
+    begin = start(setup, soft=False)
+    per_seed = begin.images[0].numel()
+    monkeypatch.setattr(seed_group, "CPU_CHUNK_VALUES", 2 * per_seed)  # two seeds' input per chunk
+    config = LoopConfig(2, schedule=Schedule("constant", lr=0.1), signed=True)
+    group = SeedGroup(objective, SEEDS)
+    together = run_loop(group, begin.together(group), config, setup.box)
+    apart = [run_loop(objective, begin.alone(s), config, setup.box) for s in range(SEEDS)]
+    assert (group.chunk, group.size) == (2, 2)
+    assert_same_runs(together, apart)
+    assert SeedGroup(objective, SEEDS, chunk=3).size == 3  # a chunk given is kept
 
 
 def test_groups_fall_back_to_one_seed_at_a_time():

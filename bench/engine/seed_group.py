@@ -12,6 +12,11 @@ iterations (see `run_loop`).
 
 Memory grows with the seeds evaluated together (activations and the second-order graph of each); `chunk`
 bounds it: seeds are evaluated `chunk` at a time, each chunk back-propagated before the next is built.
+`chunk=None` chooses: every seed at once on a GPU (halved while a chunk runs out of memory); on a CPU as
+many seeds as keep a chunk's input under `CPU_CHUNK_VALUES` values, because CPU kernels slow down per
+element once their working set leaves the cache (measured, `tests/bench_attacks.py`: 8 seeds of a width-16
+ConvNet at 32 px cost 1.34-1.46x a single seed per seed-iteration at B = 16 all at once, 0.97x in chunks
+of 2; at B = 1 and 4 chunk size barely matters).
 
 Train-mode BN layers are computed from primitive operations for the batched pass (`SynchronisedBatchNorm`
 over one process: batch mean, biased two-pass variance, per-channel scale and shift), each seed with its
@@ -47,13 +52,14 @@ from bench.engine.regularizers import capture_bn_inputs
 from bench.errors import BenchError
 
 T = TypeVar("T")
+CPU_CHUNK_VALUES = 2**17  # input values (seeds x B x C x H x W) per computation on a CPU: 42 images of 32 px
 
 
 @dataclass
 class SeedGroup:
     base: Objective
     seeds: int
-    chunk: int | None = None  # seeds per computation (None: all at once)
+    chunk: int | None = None  # seeds per computation (None: chosen at the first evaluation, see above)
     shard: Shard = field(init=False)  # the stack, so the loop draws noise for all G x B images
 
     def __post_init__(self) -> None:
@@ -92,6 +98,7 @@ class SeedGroup:
             for leaf in leaves:
                 leaf.grad = None
 
+        self._choose_chunk(inputs)
         return self._halving_on_oom(lambda: self._differentiate(inputs, targets, consensus, leaves), restart)
 
     def gradient_loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
@@ -100,7 +107,12 @@ class SeedGroup:
 
     def seed_losses(self, inputs: torch.Tensor, targets: torch.Tensor) -> list[float]:
         """Each seed's gradient distance, in stack order (no second-order graph)."""
+        self._choose_chunk(inputs)
         return self._halving_on_oom(lambda: self._seed_losses(inputs, targets))
+
+    def _choose_chunk(self, inputs: torch.Tensor) -> None:
+        if self.chunk is None and inputs.device.type == "cpu":
+            self.chunk = max(1, CPU_CHUNK_VALUES * self.seeds // max(1, inputs.numel()))
 
     def _halving_on_oom(self, compute: Callable[[], T], restart: Callable[[], None] | None = None) -> T:
         """`compute()`, retried in chunks half as large while a chunk runs out of device memory (`chunk`
