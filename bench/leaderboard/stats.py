@@ -14,13 +14,13 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from scipy.stats import t as student_t
-
 NO_INTERVAL = "–"
 
 
 def t_quantile(n: int) -> float:
     """t_{0.975, n-1}: the two-sided 95% quantile for a mean of n values (n >= 2)."""
+    from scipy.stats import t as student_t  # on first use: scipy.stats is slow to import
+
     return float(student_t.ppf(0.975, n - 1))
 
 
