@@ -32,6 +32,8 @@ class Sweep:
     `model_options` maps a model name to its options ({convnet: {width: 8}}): a model not named keeps its
     builder's defaults. `infeasible`: "refuse" ends the sweep before any work when a cell's batch cannot be
     sampled (e.g. more distinct labels than classes); "skip" records such cells as skipped, with the reason.
+    `model_seed` fixes the model's weights (and what `train_steps` trains from) across seeds, so that seeds
+    vary only the client's batch; None draws them from each seed.
     """
 
     name: str = "custom"
@@ -56,6 +58,7 @@ class Sweep:
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     weights: str | None = None
     train_steps: int = 0
+    model_seed: int | None = None
     client_memory: str = "full"
     infeasible: str = "refuse"
 
@@ -174,6 +177,7 @@ def expand(sweep: Sweep, method_names: list[str]) -> list[Cell]:
             model_options=sweep.options_for(model),
             weights=sweep.weights,
             train_steps=sweep.train_steps,
+            model_seed=sweep.model_seed,
             threat=ThreatModel(labels_known=bool(labels_known), bn_stats=bn_stats),
             bn_mode=sweep.bn_mode,
             client_memory=sweep.client_memory,

@@ -81,7 +81,7 @@ def _verdict(measure: Measure, estimate: float, ci: tuple[float, float] | None) 
     low, high = ci if ci is not None else (None, None)
     if measure.reproduced.holds(estimate, low, high):
         return "reproduced"
-    return "partly" if measure.partly.holds(estimate, low, high) else "not"
+    return "partly" if measure.partly is not None and measure.partly.holds(estimate, low, high) else "not"
 
 
 def evaluate(measure: Measure, records: Sequence[Record]) -> Outcome:
@@ -213,10 +213,8 @@ def render_claims(board: str | Path, claims: Sequence[Claim] = CLAIMS) -> str:
         ]
         lines.append("| " + " | ".join(row) + " |")
         for measure in entry.measures:
-            rules.append(
-                f"- {entry.key}, {measure.name}: reproduced when {measure.reproduced.text()}; "
-                f"partly when {measure.partly.text()}; otherwise not."
-            )
+            partly = "" if measure.partly is None else f"partly when {measure.partly.text()}; "
+            rules.append(f"- {entry.key}, {measure.name}: reproduced when {measure.reproduced.text()}; {partly}otherwise not.")
         if entry.note:
             rules.append(f"  Note: {entry.note}.")
     return "\n".join([*lines, "", "## Verdict rules", "", *rules, ""])
