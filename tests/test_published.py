@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from bench.leaderboard import write_leaderboard
+from bench.leaderboard.claims import render_claims
 
 BOARD = Path(__file__).resolve().parents[1] / "leaderboard"
 PUBLISHED = [
@@ -18,3 +19,7 @@ PUBLISHED = [
 @pytest.mark.parametrize("table, records, fmt", PUBLISHED)
 def test_published_table_matches_its_records(table, records, fmt):
     assert write_leaderboard(BOARD / records, None, fmt) == (BOARD / table).read_text()
+
+
+def test_published_claims_match_their_records():
+    assert render_claims(BOARD) == (BOARD / "claims.md").read_text()

@@ -180,8 +180,14 @@ def setting_text(runs: Sequence[Record]) -> str:
             continue
         if name in _ALWAYS_SHOWN or value != _SCENARIO_DEFAULTS.get(name):
             parts += _flat(name, value) if value is not None else []
-    seeds = sorted({s.get("seed") for s in scenarios})
-    return ", ".join(parts) + f", seeds {', '.join(map(str, seeds))}"
+    return ", ".join(parts) + f", seeds {seed_text(sorted({s.get('seed') for s in scenarios}))}"
+
+
+def seed_text(seeds: Sequence[int]) -> str:
+    """'0-4' for a run of consecutive seeds, else the list: '0, 2, 5'."""
+    if len(seeds) > 2 and list(seeds) == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
 
 
 def _cell(items: Sequence[str]) -> str:
