@@ -48,8 +48,10 @@ class E2EGIConfig:
     """E2EGI's settings. Sources: the authors' README command for ResNet-50 on ImageNet, B = 8
     ("--epochs 24000 --lr 0.1046 --TV 0.0114 --BN 0.0357 --grad-sign --input-boxed --min-grads-loss
     --exact-bn --MinCombine --n-seed 8"); the authors' `run.py` defaults (gradient weight 1, cosine gradient
-    loss "sim", input norm 0, T_in 1000, stage rates 0.3/0.3/0.4); lr_end 1e-3, noise 0.2 and Group 0.01 are
-    the paper's MLCO settings (the authors' `run.py` defaults noise and Group to 0, set on the command line).
+    loss "sim", input norm 0, T_in 1000, stage rates 0.3/0.3/0.4, noise 0.2, Group 0.01); lr_end 1e-3. The
+    noise and Group defaults are 0.2 and 0.01 from commit d9f3e37 (2022-05-14) to the last revision; only the
+    two commits of 2022-05-13 that define them (118e506, 6ba555e) default both to 0. Upstream keeps T_in at
+    1,000 at every budget; here T_in scales down below the paper's budget (see `attacks.mlco`).
     """
 
     iterations: int = 24_000  # E, used when the runner gives no budget

@@ -16,7 +16,9 @@ so the sequential length can exceed E (E = 24,000 gives 7,200 + 8 x 1,000 + 9,60
 
 Small budgets keep the paper's shape: T_in = min(1000, ceil(1000 * E / 24000)) keeps the paper's ratio of T_in
 to E, so a budget below the paper's has about its 8 inner rounds (E = 240: 72 + 8 x 10 + 96; E = 100:
-30 + 6 x 5 + 40, fewer rounds where T_in rounds up), and at least one inner round for any E >= 1.
+30 + 6 x 5 + 40, fewer rounds where T_in rounds up), and at least one inner round for any E >= 1. This
+scaling is ours: the authors' `run.py` keeps T_in = 1,000 at every budget, so below E = 24,000 it runs
+fewer inner rounds (R = ceil(0.3 E / 1000): a single round of 1,000 iterations for any E <= 3,333).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Command line: `python -m bench run|ls|case|leaderboard|check ...` (the `bench` console script is the same)."""
+"""Command line: `python -m bench run|ls|case|leaderboard|claims|check ...` (the `bench` console script is the same)."""
 
 from __future__ import annotations
 
@@ -158,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--site", help="folder for a static site: an index and one page per runs folder")
     board.add_argument("--metrics", type=_names, help="metrics of the attack tables, comma-separated (default psnr)")
     board.add_argument("--columns", choices=("batch_size", "repetition"), help="column axis of the attack tables (default batch_size)")
+
+    claims = sub.add_parser("claims", help="render the paper-claims table from the published records")
+    claims.add_argument("--board", default="leaderboard", help="folder holding records/ (default: leaderboard)")
+    claims.add_argument("--out", help="file to write (default: stdout)")
 
     check = sub.add_parser("check", help="regression gate: a small deterministic suite against committed references")
     check.add_argument("--update", action="store_true", help="rewrite the reference values from the current code")

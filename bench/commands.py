@@ -230,6 +230,17 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_claims(args: argparse.Namespace) -> int:
+    from bench.leaderboard.claims import write_claims
+
+    if not Path(args.board).is_dir():
+        raise BenchError(f"board folder {args.board} does not exist (pass --board with the folder holding records/)")
+    text = write_claims(args.board, args.out)
+    if args.out is None:
+        print(text, end="")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from bench.check import REFERENCE, run_check
 

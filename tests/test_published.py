@@ -10,6 +10,7 @@ from PIL import Image
 from test_site import check_links
 
 from bench.leaderboard import write_leaderboard
+from bench.leaderboard.claims import render_claims
 from bench.leaderboard.site import write_site
 
 BOARD = Path(__file__).resolve().parents[1] / "leaderboard"
@@ -62,3 +63,7 @@ def test_every_file_of_the_published_site_is_committed():
         cwd=BOARD.parent, capture_output=True, text=True, check=True,
     ).stdout.split()
     assert ignored == []
+
+
+def test_published_claims_match_their_records():
+    assert render_claims(BOARD) == (BOARD / "claims.md").read_text()

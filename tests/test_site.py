@@ -290,7 +290,7 @@ def test_the_papers_number_is_shown_where_the_table_covers_it(tmp_path: Path):
                 save_record(record, folder)
     tables = tables_for(load_sweep(folder).records)
     assert [[c.text() for c in claims_for(t)] for t in tables] == [
-        [], ["e2egi: label_acc 0.81 at B=256, r=0.96 (Li et al., IEEE JBHI 2022, abstract)"],
+        [], ["e2egi: label_acc 0.81 at B=256, r=0.96 (Li et al., IEEE JBHI 2022 (E2EGI), abstract)"],
     ]  # B=8, then B=256
     page = Page(build_site([load_sweep(folder)])["labels/index.html"].decode())
     claims = {page.titles[board]: lines for board, lines in page.claims.items()}

@@ -148,3 +148,16 @@ def test_infeasible_cells_are_refused_or_recorded_as_skipped(tmp_path):
     assert "needs 32 distinct classes" in records[2].error and (tmp_path / f"{cells[2].run_id}.json").is_file()
     with pytest.raises(BenchError, match="infeasible: Input should be 'refuse' or 'skip'"):
         Sweep(infeasible="ignore")
+
+
+def test_model_seed_fixes_the_weights_across_seeds_and_keeps_other_run_ids():
+    sweep = dataclasses.replace(load_preset("quick"), seeds=(0, 1))
+    plain = expand(sweep, ["noise"])
+    assert [c.scenario.model_seed for c in plain] == [None] * len(plain)
+    fixed = expand(dataclasses.replace(sweep, model_seed=7), ["noise"])
+    assert {c.scenario.model_seed for c in fixed} == {7} and len({c.scenario.seed for c in fixed}) == 2
+    assert {c.run_id for c in fixed}.isdisjoint(c.run_id for c in plain)
+    # the quick sweep still expands to the run ids of its committed records
+    committed = records_of(ROOT / "leaderboard" / "records" / "quick")
+    attacks = sorted({r["config"]["attack"] for r in committed.values()})
+    assert {c.run_id for c in expand(load_preset("quick"), attacks)} == set(committed)

@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.claims import CLAIMS, Claim
+from bench.claims import PaperPoint, paper_points
 from bench.files import write_atomic
 from bench.grid import GRID_FOLDER, save_attack_grid
 from bench.leaderboard.aggregate import COLUMN_AXES, ROW_AXES, Table, axis_text
@@ -56,13 +56,13 @@ def plot_name(table: Table) -> str:
     return f"{table.metric}-vs-{COLUMN_AXES[table.column_axis]}-{digest}.png"
 
 
-def claims_for(table: Table) -> list[Claim]:
+def claims_for(table: Table) -> list[PaperPoint]:
     """The papers' numbers this table can be read against: same track, metric and method, the group's
     fixed axis at the claim's value and the claim's column value among the table's columns."""
     methods = {row.method for row in table.rows}
     return [
         claim
-        for claim in CLAIMS
+        for claim in paper_points()
         if claim.track == table.row_axis and claim.metric == table.metric and claim.method in methods
         and math.isclose(claim.at(table.group.fixed_axis), table.group.fixed_value)
         and any(math.isclose(claim.at(table.column_axis), c) for c in table.columns)
