@@ -7,7 +7,7 @@ from pathlib import Path
 import matplotlib
 import pytest
 from PIL import Image
-from test_site import check_links
+from tests.test_site import check_links
 
 from bench.leaderboard import write_leaderboard
 from bench.leaderboard.claims import render_claims

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
-from test_leaderboard import make_record  # the leaderboard tests' record factory
+from tests.test_leaderboard import make_record  # the leaderboard tests' record factory
 
 from bench.cli import main
 from bench.errors import BenchError
