@@ -12,7 +12,7 @@ import pytest
 from bench.claims import CLAIMS, Band, Claim, Measure, claim, methods
 from bench.cli import main
 from bench.errors import BenchError
-from bench.leaderboard.claims import claim_verdict, evaluate, evaluate_claim, render_claims
+from bench.leaderboard.claims import claim_verdict, evaluate, evaluate_claim, ours_text, render_claims
 from bench.metrics import MetricConfig
 from bench.record import Record, save_record
 from bench.runner import RunOptions, run_cells
@@ -54,6 +54,21 @@ def test_margin_pairs_seeds_with_the_best_compared_selection():
     assert outcome.estimate == pytest.approx(0.3) and outcome.verdict == "reproduced"
     flipped = [record("llg", s, 0.95) for s in range(3)] + records[:4]
     assert evaluate(measure, flipped).verdict == "not"
+
+
+def test_a_compared_selection_without_runs_is_named_and_caps_the_verdict():
+    records = [record("e2egi", s, v) for s, v in enumerate([0.8, 0.9, 0.7, 0.85])]
+    records += [record("llg", s, 0.5) for s in range(4)]
+    measure = Measure(
+        "margin", "label_acc", {"label_method": "e2egi"}, against=methods("label_method", "llg", "llg-star"),
+        reproduced=Band(above=0.0, whole_ci=True), partly=Band(above=0.0),
+    )
+    outcome = evaluate(measure, records)
+    assert outcome.versus == "llg" and outcome.unmeasured == ("llg-star",)
+    assert outcome.verdict == "partly"  # llg-star, not run yet, might beat e2egi
+    assert ours_text(outcome).endswith("vs llg (no runs yet: llg-star)")
+    complete = records + [record("llg-star", s, 0.6) for s in range(4)]
+    assert evaluate(measure, complete).verdict == "reproduced"
 
 
 def test_margin_can_compare_other_settings_of_the_same_method():

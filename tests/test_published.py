@@ -19,8 +19,13 @@ PUBLISHED = [
     ("cpu-convnet.md", "records/cpu-convnet", "md"),
     ("cpu-convnet.tex", "records/cpu-convnet", "latex"),
     ("labels-resnet50.md", "records/labels-resnet50", "md"),
+    ("labels-resnet50-n10-e2egi-head.md", "records/labels-resnet50-n10-e2egi-head", "md"),
+    ("labels-resnet18-trained-n10.md", "records/labels-resnet18-trained-n10", "md"),
 ]
-SITE_SWEEPS = ["records/quick", "records/cpu-convnet", "records/labels-resnet50"]
+SITE_SWEEPS = [
+    "records/quick", "records/cpu-convnet", "records/labels-resnet50", "records/labels-resnet50-n10-e2egi-head",
+    "records/labels-resnet18-trained-n10",
+]
 
 
 @pytest.mark.parametrize("table, records, fmt", PUBLISHED)

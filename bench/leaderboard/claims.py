@@ -41,6 +41,7 @@ class Outcome:
     n_ok: int = 0
     n_total: int = 0
     versus: str | None = None  # the `against` selection a difference was taken with
+    unmeasured: tuple[str, ...] = ()  # `against` selections without a value yet: the margin cannot be reproduced
     runs: tuple[Record, ...] = ()  # the selected runs (for margins: the measured method's)
 
 
@@ -91,18 +92,19 @@ def evaluate(measure: Measure, records: Sequence[Record]) -> Outcome:
     if not runs:
         return Outcome(measure, PENDING)
     values = by_seed(runs, measure.metric)
-    versus = None
+    versus, unmeasured = None, ()
     if measure.against:
         others = [(sel, by_seed(select(records, {**measure.where, **sel}), measure.metric)) for sel in measure.against]
+        unmeasured = tuple(_selection_text(sel) for sel, vals in others if not vals)
         others = [(sel, vals) for sel, vals in others if vals]
         if not others:
             return Outcome(measure, PENDING, n_ok=n_ok, n_total=len(runs), runs=tuple(runs))
         best, best_values = max(others, key=lambda item: mean_ci95(list(item[1].values()))[0])
-        versus = ", ".join(f"{v}" if k in ("attack", "label_method") else f"{k.split('.')[-1]}={v}" for k, v in best.items())
+        versus = _selection_text(best)
         values = {seed: values[seed] - best_values[seed] for seed in sorted(values.keys() & best_values.keys())}
     ordered = tuple(values[seed] for seed in sorted(values))
     if not ordered:
-        return Outcome(measure, "not", n_ok=n_ok, n_total=len(runs), versus=versus, runs=tuple(runs))
+        return Outcome(measure, "not", n_ok=n_ok, n_total=len(runs), versus=versus, unmeasured=unmeasured, runs=tuple(runs))
     if measure.at_least is not None:
         hits = sum(v >= measure.at_least for v in ordered)
         interval = binomtest(hits, len(ordered)).proportion_ci(0.95, method="exact")
@@ -110,7 +112,14 @@ def evaluate(measure: Measure, records: Sequence[Record]) -> Outcome:
     else:
         estimate, half = mean_ci95(ordered)
         ci = None if half is None else (estimate - half, estimate + half)
-    return Outcome(measure, _verdict(measure, estimate, ci), estimate, ci, ordered, n_ok, len(runs), versus, tuple(runs))
+    verdict = _verdict(measure, estimate, ci)
+    if measure.against and unmeasured and verdict == "reproduced":
+        verdict = "partly"  # a compared method without runs might still beat it
+    return Outcome(measure, verdict, estimate, ci, ordered, n_ok, len(runs), versus, unmeasured, tuple(runs))
+
+
+def _selection_text(selection: Mapping[str, object]) -> str:
+    return ", ".join(f"{v}" if k in ("attack", "label_method") else f"{k.split('.')[-1]}={v}" for k, v in selection.items())
 
 
 def claim_verdict(outcomes: Sequence[Outcome]) -> str:
@@ -156,6 +165,8 @@ def ours_text(outcome: Outcome) -> str:
         text = f"{value} ± {half}"
     if outcome.versus:
         text += f" vs {outcome.versus}"
+    if outcome.unmeasured:
+        text += f" (no runs yet: {'; '.join(outcome.unmeasured)})"
     if outcome.n_ok != outcome.n_total:
         text += f" ({outcome.n_ok}/{outcome.n_total} ok)"
     if m.per_seed and m.against == ():
