@@ -14,6 +14,8 @@ from bench.sweep import expand, load_preset, override
 
 
 PEAK_MEMORY_CHECK = """
+import torch
+from bench.cost import peak_memory, reset_peak_memory
 cpu = torch.device("cpu")
 block = torch.ones(64 * 2**20)  # 256 MiB, touched
 del block
