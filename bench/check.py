@@ -48,7 +48,7 @@ def suite_cells(budget_scale: float = 1.0, only: list[str] | None = None) -> lis
         if only:
             names = [n for n in names if n in only]
         if budget_scale != 1.0 and sweep.budget is not None:
-            scaled = {k: max(1, int(v * budget_scale)) for k, v in sweep.budgets.items()}
+            scaled = {k: [max(1, int(v * budget_scale)) for v in sweep.budgets_for(k)] for k in sweep.budgets}
             sweep = dataclasses.replace(sweep, budget=max(1, int(sweep.budget * budget_scale)), budgets=scaled)
         cells.extend(expand(sweep, names))
     return cells

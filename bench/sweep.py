@@ -27,7 +27,8 @@ INFEASIBLE = ("refuse", "skip")
 
 @dataclass(frozen=True)
 class Sweep:
-    """A grid. Every list field is one axis; `budget` caps every attack's iterations (None: the paper's).
+    """A grid. Every list field is one axis; `budget` caps every attack's iterations (None: the paper's);
+    `budgets` overrides it per attack, with one budget or a list of them (one cell per budget).
 
     `model_options` maps a model name to its options ({convnet: {width: 8}}): a model not named keeps its
     builder's defaults. `infeasible`: "refuse" ends the sweep before any work when a cell's batch cannot be
@@ -49,7 +50,7 @@ class Sweep:
     bn_stats: tuple[str, ...] = ("exact",)
     seeds: tuple[int, ...] = (0,)
     budget: int | None = None
-    budgets: dict[str, int] = field(default_factory=dict)
+    budgets: dict[str, int | list[int]] = field(default_factory=dict)
     label_source: str = "dataset"
     bn_mode: str = "train"
     num_classes: int | None = None
@@ -68,6 +69,11 @@ class Sweep:
                     f"model_options maps a model name to its options, e.g. {{convnet: {{width: 8}}}}; "
                     f"got {model}: {options!r}"
                 )
+
+    def budgets_for(self, attack: str) -> list[int | None]:
+        """The budgets `attack` runs at: its own (one or a list) or the sweep's `budget`."""
+        given = self.budgets.get(attack, self.budget)
+        return list(given) if isinstance(given, (list, tuple)) else [given]
 
     def options_for(self, model: str) -> dict[str, Any]:
         """The options written for `model` (none for a model the sweep does not name)."""
@@ -183,5 +189,5 @@ def expand(sweep: Sweep, method_names: list[str]) -> list[Cell]:
             if sweep.track == "labels":
                 cells.append(Cell(scenario, label_method=name))
             else:
-                cells.append(Cell(scenario, attack=name, budget=sweep.budgets.get(name, sweep.budget)))
+                cells.extend(Cell(scenario, attack=name, budget=budget) for budget in sweep.budgets_for(name))
     return cells

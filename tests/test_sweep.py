@@ -147,3 +147,11 @@ def test_infeasible_cells_are_refused_or_recorded_as_skipped(tmp_path):
     assert "needs 32 distinct classes" in records[2].error and (tmp_path / f"{cells[2].run_id}.json").is_file()
     with pytest.raises(BenchError, match="infeasible must be one of refuse, skip"):
         Sweep(infeasible="ignore")
+
+
+def test_budgets_may_list_several_values_for_one_attack():
+    sweep = Sweep(attacks=("dlg", "noise"), budget=5, budgets={"dlg": [10, 100]})
+    cells = expand(sweep, ["dlg", "noise"])
+    assert [(c.attack, c.budget) for c in cells] == [("dlg", 10), ("dlg", 100), ("noise", 5)]
+    single = expand(dataclasses.replace(sweep, budgets={"dlg": 10}), ["dlg"])
+    assert single[0].run_id == cells[0].run_id  # a list adds cells; it does not change any cell's id

@@ -41,6 +41,12 @@ _NAMED_FIELDS = {"dataset", "model", "image_size", "batch_size", "repetition", "
 _DEFAULTS = Scenario().to_dict()
 # Decimals per metric: dB values to 0.01, fractions and distances in [0, 1] to 0.001, MSE finer.
 _DIGITS = {"mse": 4, "mse_best_match": 4, "label_count_mae": 2}
+# The gain over the prior floor decides which cells are marked as reconstructing (bench.floors); the
+# marks appear in tables of PSNR and of the gain itself.
+FLOOR_GAIN = "psnr_gain"
+FLOOR_MARKED_METRICS = frozenset({"psnr", FLOOR_GAIN})
+# Reference rows: what they are, shown beside their name, and listed after the attacks in this order.
+REFERENCE_ROLES: dict[str, str] = {"prior-grey": "floor", "prior-mean": "floor", "noise": "random start"}
 
 
 def digits_for(metric: str) -> int:
@@ -134,6 +140,11 @@ class Table:
         unit = METRICS.get(self.metric).obj.unit
         return " · ".join([*self.group.parts(), f"{self.metric} {self.arrow}" + (f" ({unit})" if unit else "")])
 
+    @property
+    def marks_floor(self) -> bool:
+        """Whether cells significantly above the prior floor are marked (see `CellStats.above_floor`)."""
+        return self.metric in FLOOR_MARKED_METRICS and any(c.gains for row in self.rows for c in row.cells)
+
     def headers(self) -> list[str]:
         first = f"{ROW_AXES[self.row_axis]} ({self.metric} {self.arrow})"
         return [first, *(axis_text(self.column_axis, c) for c in self.columns), "s/run", "total h"]
@@ -142,7 +153,7 @@ class Table:
         return [
             [
                 row.label,
-                *(cell.text(self.digits) for cell in row.cells),
+                *(cell.text(self.digits, self.marks_floor) for cell in row.cells),
                 "-" if row.wall_s_mean is None else _small(row.wall_s_mean),
                 _small(row.wall_h_total),
             ]
@@ -219,7 +230,8 @@ def _value(record: Record, metric: str) -> float | None:
 def _cell(records: list[Record], metric: str) -> CellStats:
     status = Counter("ok" if r.status == "ok" else "skipped" if r.status == "skipped" else "failed" for r in records)
     values = tuple(v for v in (_value(r, metric) for r in records) if v is not None)
-    return CellStats(values, status["ok"], status["failed"], status["skipped"])
+    gains = tuple(v for v in (_value(r, FLOOR_GAIN) for r in records) if v is not None)
+    return CellStats(values, status["ok"], status["failed"], status["skipped"], gains)
 
 
 def _row(
@@ -246,12 +258,17 @@ def _table(group: Group, runs: list[Record], rows: str, columns: str, metric: st
     cells: dict[tuple[str, int | None], dict[float, list[Record]]] = defaultdict(lambda: defaultdict(list))
     for r in runs:
         cells[(_method(r)[1], r.config.get("budget"))][float(r.config["scenario"][columns])].append(r)
-    keys = sorted(cells, key=lambda k: (k[0], -1 if k[1] is None else k[1]))
+    references = list(REFERENCE_ROLES)
+    keys = sorted(
+        cells,
+        key=lambda k: (references.index(k[0]) if k[0] in references else -1, k[0], -1 if k[1] is None else k[1]),
+    )
     budgets = Counter(method for method, _ in keys)
 
     def label(method: str, budget: int | None) -> str:
-        # a method run at several budgets gets one row per budget, named by it
-        return method if budgets[method] == 1 else f"{method} ({'default' if budget is None else budget} it)"
+        # a method run at several budgets gets one row per budget, named by it; references say what they are
+        name = method if budgets[method] == 1 else f"{method} ({'default' if budget is None else budget} it)"
+        return f"{name} ({REFERENCE_ROLES[method]})" if method in REFERENCE_ROLES else name
 
     return Table(
         group, metric, rows, columns, column_values,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench.files import write_atomic
 from bench.grid import GRID_FOLDER, save_attack_grid
-from bench.leaderboard.aggregate import ROW_AXES, Table, axis_text
+from bench.leaderboard.aggregate import REFERENCE_ROLES, ROW_AXES, Table, axis_text
 from bench.metrics.catalog import METRICS
 from bench.record import Record
 
@@ -44,12 +44,20 @@ def plot_path(table: Table, out_dir: Path) -> Path:
 
 
 def plot_table(table: Table, path: Path) -> Path | None:
-    """One line per row (mean, CI error bars) over the table's columns; None when no cell has a value."""
+    """One line per row (mean, CI error bars) over the table's columns; None when no cell has a value.
+
+    Reference rows (the prior floors, the random start) are dashed; where the table marks cells above the
+    prior floor, those points are ringed, as the tables mark them with *.
+    """
     series = []
     for row in table.rows:
-        points = [(x, c.mean, c.ci95 or 0.0) for x, c in zip(table.columns, row.cells) if c.mean is not None]
+        points = [
+            (x, c.mean, c.ci95 or 0.0, table.marks_floor and bool(c.above_floor))
+            for x, c in zip(table.columns, row.cells)
+            if c.mean is not None
+        ]
         if points:
-            series.append((row.label, points))
+            series.append((row.label, row.method in REFERENCE_ROLES, points))
     if not series:
         return None
     # imported here so that loading the leaderboard (and the CLI) does not pay for matplotlib
@@ -58,9 +66,15 @@ def plot_table(table: Table, path: Path) -> Path | None:
 
     figure = Figure(figsize=FIGSIZE, dpi=DPI)
     axes = figure.add_subplot()
-    for label, points in series:
-        xs, ys, errs = zip(*points)
-        axes.errorbar(xs, ys, yerr=errs, label=label, marker="o", markersize=4, capsize=3, linewidth=1.2)
+    for label, reference, points in series:
+        xs, ys, errs, marked = zip(*points)
+        style = {"linestyle": "--", "marker": "s", "alpha": 0.7} if reference else {"marker": "o"}
+        axes.errorbar(xs, ys, yerr=errs, label=label, markersize=4, capsize=3, linewidth=1.2, **style)
+        ringed = [(x, y) for x, y, m in zip(xs, ys, marked) if m]
+        if ringed:
+            axes.scatter(*zip(*ringed), s=110, facecolors="none", edgecolors="black", linewidths=1.0, zorder=3)
+    if any(m for _, _, points in series for *_, m in points):
+        axes.scatter([], [], s=110, facecolors="none", edgecolors="black", label="* above the prior floor (95% CI)")
     if table.column_axis == "batch_size" and len(table.columns) > 1 and table.columns[-1] / table.columns[0] >= 4:
         axes.set_xscale("log", base=2)
     axes.set_xticks(table.columns, [axis_text(table.column_axis, c).split("=")[1] for c in table.columns])
