@@ -98,6 +98,14 @@ def summary_table(records: list[Record]) -> str:
     return tabulate(rows, headers=headers)
 
 
+def floor_tables(records: list[Record]) -> str:
+    """The runs' gain over the prior floor, averaged over seeds: one table per setting, floor rows included."""
+    from bench.leaderboard import aggregate, render
+
+    tables = aggregate(records, rows="attack", columns="batch_size", metric="psnr_gain")
+    return "\n" + render(tables, "md") if tables else ""
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     sweep = _sweep_from_args(args)
     if sweep.track == "labels":
@@ -129,6 +137,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         finally:
             progress.close()
     print(summary_table(records))
+    if sweep.track == "attacks":
+        print(floor_tables(records), end="")
     counts = {s: sum(r.status == s for r in records) for s in ("ok", "failed", "skipped")}
     print(f"{counts['ok']}/{len(records)} ok, {counts['failed']} failed, {counts['skipped']} skipped; records in {out_dir}")
     for r in records:

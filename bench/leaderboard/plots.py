@@ -102,8 +102,11 @@ def write_attack_grids(records: Sequence[Record], run_grids: dict[str, Path], ou
     for r in records:
         if "attack" in r.config and r.status == "ok" and r.run_id in run_grids:
             s = r.config["scenario"]
-            order = (s["dataset"], s["model"], s["batch_size"], s["repetition"], s["seed"], r.run_id)
-            caption = f"{s['model']} B={s['batch_size']} r={s['repetition']:g} seed {s['seed']} ({r.run_id[:8]})"
+            order = (s["dataset"], s["model"], s["image_size"], s["batch_size"], s["repetition"], s["seed"], r.run_id)
+            caption = (
+                f"{s['dataset']} {s['model']} {s['image_size']} px B={s['batch_size']} r={s['repetition']:g} "
+                f"seed {s['seed']} ({r.run_id[:8]})"
+            )  # the setting, so a grid names the table it belongs to
             found[str(r.config["attack"])].append((order, caption, run_grids[r.run_id]))
     paths = []
     for attack in sorted(found):
