@@ -122,7 +122,7 @@ def test_ranks_share_unsharded_cells_and_resume_with_another_world_size(tmp_path
 
 
 def test_model_options_belong_to_their_model():
-    sweep = load_preset("quick")
+    sweep = load_preset("smoke")
     assert sweep.model_options == {"convnet": {"width": 8}}
     cells = expand(dataclasses.replace(sweep, models=("lenet", "convnet")), ["noise"])
     options = {c.scenario.model: c.scenario.model_options for c in cells}
