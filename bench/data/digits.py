@@ -2,7 +2,8 @@
 
 The UCI "Optical Recognition of Handwritten Digits" test set (Alpaydin & Kaynak, 1998), as it ships inside
 the scikit-learn wheel, so it needs no download and no `--data-path`. scikit-learn is imported only when
-the dataset is opened; without it, opening it is a one-line error saying what to install. Pixels are the
+the dataset is opened (it is a declared dependency; the import is deferred only to keep start-up fast),
+and a broken installation ends in a one-line error saying what to install. Pixels are the
 counts 0..16 of the original 4 x 4 blocks, divided by 16; one grey channel. Samples are the whole digit
 upsampled bilinearly to the requested size (16 or 32 px for the LeNet setting), deterministic:
 `crop_seed` is ignored. See `datasets/CARD.md`.
