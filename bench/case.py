@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -21,7 +20,8 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from bench.errors import CaseFileError
+from bench.errors import BenchError, CaseFileError
+from bench.files import make_partial_folder, remove_dead_leftovers, replace_folder
 from bench.loss import LossSpec
 from bench.models import Architecture, build_model
 from bench.normalization import Normalization
@@ -44,7 +44,9 @@ class Case:
     """The leaked update and everything the threat model lets the attacker know.
 
     `model_state` is the client's model before the leaked round (white-box weights and BN buffers);
-    `gradients` maps parameter names to the gradient of `loss` over the batch, in `named_parameters` order.
+    `gradients` maps parameter names to the shared update, in `named_parameters` order: the gradient of
+    `loss` over the batch (FedSGD) or theta_0 - theta_n (FedAvg), as defended and averaged over the
+    clients by `threat.update`. `batch_size` is one client's B; `num_images` all K*B behind the update.
     `classifier` names the last linear layer's weight and bias, `bn_layers` the BN modules (both can be
     read off the weights). `labels` is set only when the threat model says labels are known, `bn_stats`
     only for exact BN. `info` describes the scenario without revealing the batch.
@@ -74,6 +76,16 @@ class Case:
     @property
     def num_classes(self) -> int:
         return self.architecture.num_classes
+
+    @property
+    def num_images(self) -> int:
+        """K*B: every client's images, all of which the shared update depends on."""
+        return self.threat.update.clients * self.batch_size
+
+    def sample_scale(self) -> float:
+        """The factor turning a sum of per-sample gradients over all `num_images` into a mean of K FedSGD
+        gradients (1/(K B) for the mean loss, 1/K for the sum)."""
+        return self.loss.per_sample_scale(self.batch_size) / self.threat.update.clients
 
     def build_model(self, device: torch.device | str = "cpu") -> nn.Module:
         """A fresh copy of the client's model (weights and buffers), in the client's BN mode."""
@@ -106,9 +118,10 @@ class Case:
 
     def summary(self) -> str:
         n_params = sum(g.numel() for g in self.gradients.values())
+        clients = f"{self.threat.update.clients} clients x " if self.threat.update.clients > 1 else ""
         lines = [
             f"model        {self.architecture.name} ({self.num_classes} classes, {n_params:,} parameters, BN {self.bn_mode} mode)",
-            f"batch        {self.batch_size} x {'x'.join(map(str, self.image_shape))}",
+            f"batch        {clients}{self.batch_size} x {'x'.join(map(str, self.image_shape))}",
             f"threat model {self.threat.short()}",
             f"loss         {self.loss.name} ({self.loss.reduction})",
         ]
@@ -120,11 +133,17 @@ class Case:
 
 @dataclass(frozen=True)
 class Secret:
-    """The client's private batch: what an attack tries to recover. Never handed to an attack."""
+    """The clients' private batches: what an attack tries to recover. Never handed to an attack.
 
-    images: torch.Tensor  # B x C x H x W, pixel space [0, 1]
-    labels: torch.Tensor  # B, int64
+    K clients' batches one after the other (client 0's B images first). `facts` are what only the client
+    simulation knows about the update, for the record: the cosine of the shared update to the same update
+    undefended, and the privacy budget its defense certifies.
+    """
+
+    images: torch.Tensor  # K*B x C x H x W, pixel space [0, 1]
+    labels: torch.Tensor  # K*B, int64
     sources: tuple[str, ...] = ()
+    facts: dict = field(default_factory=dict)
 
 
 # ---- files -------------------------------------------------------------------------------------------
@@ -150,6 +169,8 @@ def _read_pair(folder: Path, stem: str) -> tuple[dict, dict[str, torch.Tensor]]:
         meta = json.loads(json_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CaseFileError(f"{json_path} is not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise CaseFileError(f"{json_path} holds a JSON {type(meta).__name__}, not a case's description (an object)")
     if meta.get("schema") != CASE_SCHEMA:
         raise CaseFileError(f"{json_path} has schema {meta.get('schema')!r}, expected {CASE_SCHEMA}")
     blob = tensor_path.read_bytes()
@@ -162,16 +183,35 @@ def _read_pair(folder: Path, stem: str) -> tuple[dict, dict[str, torch.Tensor]]:
     return meta, tensors
 
 
+CASE_FILES = ("case.json", "case.safetensors", "secret.json", "secret.safetensors")
+
+
+def check_case_folder(folder: str | Path) -> None:
+    """Refuse a place where writing a case would destroy something else: a file, or a folder holding
+    anything but a case's files. A new folder, an empty one, or an earlier case (replaced whole) is fine."""
+    folder = Path(folder)
+    if not folder.exists() and not folder.is_symlink():
+        return
+    if Path.cwd().is_relative_to(folder.resolve()):
+        raise BenchError(f"{folder} is the working folder (or holds it); give --out a folder inside it")
+    if not folder.is_dir():
+        raise BenchError(f"{folder} is a file, not a folder; give --out a new folder or an existing case")
+    others = sorted(p.name for p in folder.iterdir() if p.name not in CASE_FILES)
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise BenchError(f"{folder} holds files that are not a case's ({shown}); give --out a new or empty folder")
+
+
 def _atomic_folder(target: Path, fill) -> Path:
-    """Write a folder's files into a temporary sibling, then rename it into place."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    """Write a folder's files into a temporary sibling, then put it in place of `target` atomically."""
+    target = Path(os.path.abspath(target))  # "cases/." names "cases"
+    check_case_folder(target)
+    remove_dead_leftovers(target.parent)
+    tmp = make_partial_folder(target)
     try:
         fill(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        check_case_folder(target)  # still only a case there (a user may have added a file meanwhile)
+        replace_folder(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -209,7 +249,7 @@ def save_case(case: Case, folder: str | Path, secret: Secret | None = None) -> P
             _write_pair(
                 tmp,
                 "secret",
-                {"schema": CASE_SCHEMA, "sources": list(secret.sources)},
+                {"schema": CASE_SCHEMA, "sources": list(secret.sources), "facts": secret.facts},
                 {"images": secret.images, "labels": secret.labels},
             )
 
@@ -236,13 +276,13 @@ def load_case(folder: str | Path) -> Case:
             bn_stats=bn_stats if meta["threat"]["bn_stats"] == "exact" else None,
             info=meta["info"],
         )
-    except (KeyError, TypeError, ValueError) as err:
-        raise CaseFileError(f"{folder}: case file is inconsistent ({err})") from None
+    except (KeyError, TypeError, ValueError, AttributeError, BenchError) as err:
+        raise CaseFileError(f"{folder}: case file is inconsistent ({type(err).__name__}: {err})") from None
 
 
 def load_secret(folder: str | Path) -> Secret:
     meta, tensors = _read_pair(Path(folder), "secret")
     try:
-        return Secret(tensors["images"], tensors["labels"], tuple(meta["sources"]))
+        return Secret(tensors["images"], tensors["labels"], tuple(meta["sources"]), meta.get("facts", {}))
     except KeyError as err:
         raise CaseFileError(f"{folder}: secret file lacks {err}") from None

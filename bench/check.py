@@ -51,10 +51,12 @@ class Verdict:
 def suite_cells(budget_scale: float = 1.0, only: list[str] | None = None) -> list[Cell]:
     """Every cell of the suite's sweeps; `budget_scale` shrinks budgets (to prove the gate catches it)."""
     cells: list[Cell] = []
+    offered: set[str] = set()
     for path in sorted(SUITE_DIR.glob("*.yaml")):
         sweep = load_sweep_file(path)
         registry, patterns = (LABELS, sweep.label_methods) if sweep.track == "labels" else (ATTACKS, sweep.attacks)
         names = registry.select(patterns)
+        offered.update(names)
         if only:
             names = [n for n in names if n in only]
         if budget_scale != 1.0:
@@ -62,7 +64,29 @@ def suite_cells(budget_scale: float = 1.0, only: list[str] | None = None) -> lis
             budget = None if sweep.budget is None else max(1, int(sweep.budget * budget_scale))
             sweep = dataclasses.replace(sweep, budget=budget, budgets=scaled)
         cells.extend(expand(sweep, names))
+    unknown = sorted(set(only or ()) - offered)
+    if unknown:
+        raise BenchError(f"--only {', '.join(unknown)}: not in the check suite, which has {', '.join(sorted(offered))}")
     return cells
+
+
+def load_reference(path: Path | None = None) -> dict:
+    """The committed reference values, refused with one line when missing, truncated or of another shape."""
+    path = REFERENCE if path is None else path
+    restore = "restore it (git checkout) or rewrite it with `bench check --update`"
+    if not path.is_file():
+        raise BenchError(f"no reference values at {path}; create them with `bench check --update`")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BenchError(f"{path} is not valid JSON ({err}); {restore}") from None
+    entries = data.get("entries") if isinstance(data, dict) else None
+    well_formed = isinstance(entries, dict) and all(
+        isinstance(e, dict) and "status" in e and isinstance(e.get("metrics"), dict) for e in entries.values()
+    )
+    if not well_formed or not isinstance(data.get("tolerances", {}), dict):
+        raise BenchError(f"{path} is not a reference file (entries of status and metrics); {restore}")
+    return data
 
 
 def entry_key(cell_config: dict) -> str:
@@ -116,10 +140,14 @@ def reference_from(records: list[Record]) -> dict:
 def run_check(
     update: bool = False, budget_scale: float = 1.0, only: list[str] | None = None, out_dir: Path | None = None
 ) -> list[Verdict]:
-    """Run the suite; return the verdicts (or write the reference when `update`)."""
+    """Run the suite; return the verdicts (or write the reference when `update`).
+
+    The reference is read before the suite runs, so a damaged file costs no run.
+    """
     cells = suite_cells(budget_scale, only)
     if not cells:
         raise BenchError("the check suite selected no runs")
+    reference = None if update else load_reference()
     options = RunOptions(metric=MetricConfig(lpips=False), save_images=False)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -128,9 +156,7 @@ def run_check(
             records = run_cells(cells, Path(out_dir or tmp), options)
     finally:
         torch.set_num_threads(threads)
-    if update:
+    if reference is None:
         write_atomic(REFERENCE, json.dumps(reference_from(records), indent=2) + "\n")
         return []
-    if not REFERENCE.is_file():
-        raise BenchError(f"no reference values at {REFERENCE}; create them with `bench check --update`")
-    return compare(records, json.loads(REFERENCE.read_text()))
+    return compare(records, reference)

@@ -5,79 +5,135 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from typing import NoReturn
 
 from bench.errors import BenchError
+from bench.heartbeat import follow_launcher
 
-LISTS = ("attacks", "labels", "models", "datasets", "metrics", "presets")
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+LISTS = ("attacks", "labels", "models", "datasets", "metrics", "defenses", "presets")
 
 
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+class OneLineParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line on stderr and exit code 2, like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _scalar(text: str) -> int | float | str:
+    """An integer or a number when the text is one; else the text, for the sweep's typed check to judge."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _values(text: str) -> list:
+    return [_scalar(v) for v in text.split(",") if v]
 
 
 def _names(text: str) -> list[str]:
     return [v for v in text.split(",") if v]
 
 
-def _bools(text: str) -> list[bool]:
+def _defenses(text: str) -> list[str]:
+    """Defenses separated by the commas outside parentheses: "none,dp(clip=1, sigma=0.5),prune(0.9)"."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    return [p.strip() for p in parts + [current] if p.strip()]
+
+
+def _labels(text: str) -> list:
     table = {"known": True, "unknown": False, "true": True, "false": False}
+    return [table.get(v.lower(), v) for v in text.split(",") if v]
+
+
+def _at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
+def _positive_number(text: str) -> float:
     try:
-        return [table[v.lower()] for v in text.split(",") if v]
-    except KeyError:
-        raise argparse.ArgumentTypeError(f"expected known/unknown, got {text!r}") from None
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
 
 
 def add_scenario_flags(parser: argparse.ArgumentParser, many: bool) -> None:
-    """Flags shared by `run` (axes: comma-separated lists) and `case make` (single values)."""
-    kind = {"ints": _ints if many else int, "floats": _floats if many else float, "names": _names if many else str}
-    suffix = "s" if many else ""
-    parser.add_argument(f"--model{suffix}", dest="models" if many else "model", type=kind["names"], help="model name(s), e.g. lenet, convnet, resnet18, timm:<name>")
-    parser.add_argument(f"--dataset{suffix}", dest="datasets" if many else "dataset", type=kind["names"], help="dataset name(s) (default: embedded)")
+    """Flags shared by `run` (axes: comma-separated lists) and `case make` (one value each).
+
+    Every flag's destination is the Sweep field it sets (an axis gets a list either way), and values are
+    left as typed as the text says: the Sweep checks them, the same way it checks a YAML file.
+    """
+
+    def axis(each, one):
+        return each if many else (lambda text: [one(text)])
+
+    def flag(name: str) -> str:
+        return f"--{name}s" if many else f"--{name}"
+
+    parser.add_argument(flag("model"), dest="models", type=axis(_names, str), help="model name(s), e.g. lenet, convnet, resnet18, timm:<name>")
+    parser.add_argument(flag("dataset"), dest="datasets", type=axis(_names, str), help="dataset name(s) (default: embedded)")
     parser.add_argument("--data-path", help="local copy of the dataset (ImageNet folder, CIFAR binary folder, ...)")
-    parser.add_argument("--image-size", type=int, help="square image size in pixels")
-    parser.add_argument("--batch-sizes" if many else "--batch-size", dest="batch_sizes" if many else "batch_size", type=kind["ints"])
-    parser.add_argument("--repetitions" if many else "--repetition", dest="repetitions" if many else "repetition", type=kind["floats"], help="label repetition rate r = 1 - U/B")
-    parser.add_argument("--label-source", choices=("dataset", "model"), help="model: labels drawn from the model's classes independently of image content")
-    parser.add_argument("--num-classes", type=int, help="classes of the model's head (default: the dataset's)")
+    parser.add_argument("--image-size", type=_scalar, help="square image size in pixels")
+    parser.add_argument(flag("batch-size"), dest="batch_sizes", type=axis(_values, _scalar))
+    parser.add_argument(flag("repetition"), dest="repetitions", type=axis(_values, _scalar), help="label repetition rate r = 1 - U/B")
+    parser.add_argument("--label-source", help="dataset (default), or model: labels drawn from the model's classes independently of image content")
+    parser.add_argument("--num-classes", type=_scalar, help="classes of the model's head (default: the dataset's)")
     parser.add_argument("--weights", help="local pretrained checkpoint (torchvision/timm state dict or MoCo v2)")
-    parser.add_argument("--train-steps", type=int, help="seeded SGD steps on the dataset before the leaked round")
-    parser.add_argument("--bn-mode", choices=("train", "eval"), help="client's BN mode (default train)")
-    parser.add_argument("--bn-stats" if many else "--bn-stats", dest="bn_stats", type=_names if many else str, help="threat model BN statistics: none, running, exact")
+    parser.add_argument("--train-steps", type=_scalar, help="seeded SGD steps on the dataset before the leaked round")
+    parser.add_argument("--bn-mode", help="client's BN mode: train (default) or eval")
+    parser.add_argument("--bn-stats", dest="bn_stats", type=axis(_names, str), help="threat model BN statistics: none, running, exact")
+    parser.add_argument(flag("defense"), dest="defenses", type=axis(_defenses, str), help="client defense(s), e.g. none, 'dp(clip=1, sigma=0.5)', 'prune(0.9)' (bench ls defenses)")
+    parser.add_argument("--local-steps", dest="local_steps", type=axis(_values, _scalar), help="local SGD steps per client: 1 = FedSGD (default), n > 1 = FedAvg")
+    parser.add_argument("--clients", dest="clients", type=axis(_values, _scalar), help="clients whose updates are averaged (default 1)")
+    parser.add_argument("--local-batch-size", type=_scalar, help="FedAvg minibatch (default: the client's whole batch)")
+    parser.add_argument("--local-lr", type=_scalar, help="FedAvg learning rate (default 1e-4)")
     if many:
-        parser.add_argument("--labels", dest="labels_known", type=_bools, help="threat model labels: known, unknown (comma list)")
-        parser.add_argument("--seeds", type=_ints)
+        parser.add_argument("--labels", dest="labels_known", type=_labels, help="threat model labels: known, unknown (comma list)")
+        parser.add_argument("--seeds", type=_values)
     else:
-        parser.add_argument("--labels-known", action="store_true", help="the attacker is given the labels")
-        parser.add_argument("--seed", type=int)
+        parser.add_argument("--labels-known", dest="labels_known", action="store_const", const=[True], help="the attacker is given the labels")
+        parser.add_argument("--seed", dest="seeds", type=axis(_values, _scalar))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bench", description="Gradient inversion benchmark")
+    parser = OneLineParser(prog="bench", description="Gradient inversion benchmark")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a sweep of attacks and score them")
     run.add_argument("--attacks", type=_names, help="attack names or globs, comma-separated; 'all' for every attack")
-    run.add_argument("--track", choices=("attacks", "labels"), help="labels: label-recovery methods only (one gradient, no optimisation)")
+    run.add_argument("--track", help="attacks (default), or labels: label-recovery methods only (one gradient, no optimisation)")
     run.add_argument("--label-methods", type=_names, help="label-recovery methods for --track labels ('all' for every method)")
     run.add_argument("--resume", action="store_true", help="skip runs already recorded as ok in the output folder")
     run.add_argument("--no-images", action="store_true", help="do not write the PNG grid of each run")
     run.add_argument("--preset", help="shipped sweep: smoke, quick (default), paper")
     run.add_argument("--config", help="YAML sweep file (fields of bench.sweep.Sweep)")
-    run.add_argument("--budget", type=int, help="iterations per attack (default: the preset's)")
+    run.add_argument("--budget", type=_scalar, help="iterations per attack (default: the preset's)")
     run.add_argument("--out", default=None, help="folder for records (default runs/<preset>)")
     run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under a launch, cuda means cuda:LOCAL_RANK)")
-    run.add_argument("--nproc", type=int, default=1, help="local ranks to spawn (gloo on CPU, nccl on CUDA); under torchrun the launcher's ranks are used")
-    run.add_argument("--shard-above", type=int, help="with several ranks: batches up to this size run one per rank, larger ones are sharded over all ranks (default: shard every batch)")
+    run.add_argument("--nproc", type=_at_least(1), default=1, help="local ranks to spawn (gloo on CPU, nccl on CUDA); under torchrun the launcher's ranks are used")
+    run.add_argument("--shard-above", type=_at_least(1), help="with several ranks: batches up to this size run one per rank, larger ones are sharded over all ranks (default: shard every batch)")
     run.add_argument("--lpips-weights", help="AlexNet ImageNet weights for LPIPS (else looked up in torch's cache)")
     add_scenario_flags(run, many=True)
 
@@ -104,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="regression gate: a small deterministic suite against committed references")
     check.add_argument("--update", action="store_true", help="rewrite the reference values from the current code")
     check.add_argument("--only", type=_names, help="restrict to these attacks / label methods")
-    check.add_argument("--budget-scale", type=float, default=1.0, help="scale every budget (0.1 shows the gate catching a weakened attack)")
+    check.add_argument("--budget-scale", type=_positive_number, default=1.0, help="scale every budget (0.1 shows the gate catching a weakened attack)")
     return parser
 
 
@@ -114,12 +170,11 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _one_line_warning  # notices (e.g. LPIPS unavailable) as one line, no source
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # what spawned ranks are started with
+    follow_launcher()  # in a spawned rank: beat to the launcher, end with it (before the heavy imports)
     try:
-        from bench.distributed.launch import should_spawn, spawn_local
-
-        if should_spawn(getattr(args, "nproc", None)):
-            return spawn_local(args.nproc, list(sys.argv[1:] if argv is None else argv))
         from bench.plugins import load_plugins
 
         load_plugins()
@@ -128,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(commands, f"cmd_{args.command}")(args)
     except BenchError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a file system refusal not caught nearer (full disk, permissions)
+        print(f"error: {err.filename or ''}{': ' if err.filename else ''}{err.strerror or err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

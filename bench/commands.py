@@ -3,25 +3,37 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from tabulate import tabulate
 
 from bench.attack import ATTACKS
-from bench.case import load_case, save_case
+from bench.case import check_case_folder, load_case, save_case
 from bench.client import simulate
 from bench.data import DATASETS
-from bench.distributed.launch import is_writer, rank_device, world
+from bench.defenses import DEFENSES
+from bench.distributed.launch import (
+    is_writer,
+    launched,
+    local_world_size_from_env,
+    rank_device,
+    should_spawn,
+    spawn_local,
+    world,
+    world_size_from_env,
+)
 from bench.errors import BenchError
 from bench.labels import LABELS
 from bench.metrics import METRICS, MetricConfig
 from bench.models import MODELS
 from bench.progress import Progress
 from bench.record import Record
-from bench.runner import RunOptions, check_writable, run_cells, validate
-from bench.scenario import Scenario
-from bench.sweep import expand, load_preset, load_sweep_file, override, preset_names
+from bench.preflight import check_device, check_scenario, check_writable, validate
+from bench.runner import RunOptions, run_cells
+from bench.sweep import Sweep, expand, load_preset, load_sweep_file, override, preset_names, scenarios
 from bench.threat import ThreatModel
+from bench.update import ClientUpdate
 
 DEFAULT_PRESET = "quick"
 
@@ -30,7 +42,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if args.what == "presets":
         print(tabulate([(n, load_preset(n).description) for n in preset_names()], headers=["preset", "description"]))
         return 0
-    registry = {"attacks": ATTACKS, "labels": LABELS, "models": MODELS, "datasets": DATASETS, "metrics": METRICS}[args.what]
+    registry = {"attacks": ATTACKS, "labels": LABELS, "models": MODELS, "datasets": DATASETS, "metrics": METRICS, "defenses": DEFENSES}[args.what]
     rows = []
     for entry in registry.entries():
         row = [entry.name, entry.description]
@@ -38,37 +50,40 @@ def cmd_ls(args: argparse.Namespace) -> int:
             row.append(entry.obj.requires.short())
         if args.what == "labels":
             row.append(", ".join(entry.info.get("needs", ())))
+        if args.what == "defenses":
+            row.append(", ".join(f.name for f in dataclasses.fields(entry.obj)))
         rows.append(row)
-    headers = {"attacks": ["attack", "description", "requires"], "labels": ["method", "description", "needs"]}
+    headers = {
+        "attacks": ["attack", "description", "requires"],
+        "labels": ["method", "description", "needs"],
+        "defenses": ["defense", "description", "parameters"],
+    }
     print(tabulate(rows, headers=headers.get(args.what, [args.what[:-1], "description"])))
     return 0
 
 
-def _sweep_from_args(args: argparse.Namespace):
-    if args.config and args.preset:
-        raise BenchError("give either --config or --preset, not both")
-    sweep = load_sweep_file(args.config) if args.config else load_preset(args.preset or DEFAULT_PRESET)
-    return override(
-        sweep,
-        track=args.track,
-        label_methods=args.label_methods,
-        attacks=args.attacks,
-        models=args.models,
-        datasets=args.datasets,
-        data_path=args.data_path,
-        image_size=args.image_size,
-        batch_sizes=args.batch_sizes,
-        repetitions=args.repetitions,
-        labels_known=args.labels_known,
-        bn_stats=args.bn_stats,
-        seeds=args.seeds,
-        budget=args.budget,
-        label_source=args.label_source,
-        num_classes=args.num_classes,
-        weights=args.weights,
-        train_steps=args.train_steps,
-        bn_mode=args.bn_mode,
-    )
+def _sweep_from_args(args: argparse.Namespace, base: Sweep | None = None) -> Sweep:
+    """The sweep of `--config`/`--preset` (or `base`) with the flags given on top, checked as one (bench.cli
+    names each flag's destination after the Sweep field it sets)."""
+    if base is None:
+        if args.config is not None and args.preset is not None:
+            raise BenchError("give either --config or --preset, not both")
+        preset = DEFAULT_PRESET if args.preset is None else args.preset
+        base = load_sweep_file(args.config) if args.config is not None else load_preset(preset)
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Sweep) if hasattr(args, f.name)}
+    if given.get("budget") is not None and (given.get("track") or base.track) == "attacks":
+        given["budgets"] = {}  # a budget given on the command line caps every attack, a preset's per-attack ones too
+    return override(base, **given)
+
+
+def _local_ranks(nproc: int) -> tuple[int, int]:
+    """(world size, ranks on this machine) of the run: `--nproc` when this process starts the ranks, the
+    launcher's variables under a launch, else one."""
+    if should_spawn(nproc):
+        return nproc, nproc
+    if launched():
+        return world_size_from_env(), local_world_size_from_env()
+    return 1, 1
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -78,11 +93,14 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 def summary_table(records: list[Record]) -> str:
     """One line per run: the scenario, the status and the headline metrics."""
     labels_only = all("label_method" in r.config for r in records)
+    updates = [ThreatModel.from_dict(r.config["scenario"]["threat"]).update for r in records]
+    show_update = labels_only and any(u != ClientUpdate() for u in updates)
     rows = []
-    for r in records:
+    for r, update in zip(records, updates):
         s, m = r.config["scenario"], r.metrics
         row = [r.config.get("attack") or r.config.get("label_method"), s["model"], s["batch_size"], f"{s['repetition']:g}"]
         if labels_only:
+            row += [update.short()] if show_update else []
             row += [s["seed"], r.status, _fmt(m.get("label_acc"), 3), _fmt(m.get("label_precision"), 3),
                     _fmt(m.get("label_recall"), 3), _fmt(m.get("label_count_mae"), 3)]
         else:
@@ -91,7 +109,8 @@ def summary_table(records: list[Record]) -> str:
                     _fmt(r.cost.get("wall_s"), 1) if r.cost else "-"]
         rows.append(row)
     if labels_only:
-        headers = ["method", "model", "B", "r", "seed", "status", "label acc ↑", "precision ↑", "recall ↑", "count MAE ↓"]
+        headers = ["method", "model", "B", "r", *(["update"] if show_update else []), "seed", "status", "label acc ↑",
+                   "precision ↑", "recall ↑", "count MAE ↓"]  # fmt: skip
     else:
         headers = ["attack", "model", "B", "r", "threat", "seed", "status", "PSNR ↑", "gain ↑", "SSIM ↑", "LPIPS ↓",
                    "label acc ↑", "time s"]
@@ -112,15 +131,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         methods = LABELS.select(sweep.label_methods)
     else:
         methods = ATTACKS.select(sweep.attacks)
-    cells = expand(sweep, methods)
-    out_dir = Path(args.out or f"runs/{sweep.name}")
-    with world(args.device) as collective:
-        world_size = 1 if collective is None else collective.world_size
-        cells = validate(cells, world_size, args.shard_above, skip_infeasible=sweep.infeasible == "skip")
-        check_writable(out_dir)
+        for name in sweep.budgets:  # a budget for a name no attack has is a typo
+            ATTACKS.get(name)
+    world_size, local_ranks = _local_ranks(args.nproc)
+    if args.shard_above is not None and world_size == 1:
+        raise BenchError("--shard-above applies to runs on several ranks (--nproc N or torchrun)")
+    device = check_device(args.device, local_ranks)
+    metric = MetricConfig(lpips_weights=args.lpips_weights)
+    cells = validate(
+        expand(sweep, methods), world_size, args.shard_above, skip_infeasible=sweep.infeasible == "skip", metric=metric
+    )
+    out_dir = Path(f"runs/{sweep.name}" if args.out is None else _folder(args.out))
+    check_writable(out_dir)
+    if should_spawn(args.nproc):
+        return spawn_local(args.nproc, args.argv)
+    with world(device) as collective:
         options = RunOptions(
-            device=str(rank_device(args.device)),
-            metric=MetricConfig(lpips_weights=args.lpips_weights),
+            device=str(rank_device(device)),
+            metric=metric,
             resume=args.resume,
             save_images=not args.no_images,
             collective=collective,
@@ -147,23 +175,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if counts["failed"] else 0
 
 
-def _given(**values):
-    return {k: v for k, v in values.items() if v is not None}
+def _folder(text: str) -> str:
+    if not text.strip():
+        raise BenchError("--out needs a folder name, got an empty one")
+    return text
 
 
 def cmd_case(args: argparse.Namespace) -> int:
     if args.case_command == "show":
         print(load_case(args.folder).summary())
         return 0
-    given = dict(
-        dataset=args.dataset, data_path=args.data_path, image_size=args.image_size, batch_size=args.batch_size,
-        repetition=args.repetition, label_source=args.label_source, model=args.model, num_classes=args.num_classes,
-        weights=args.weights, train_steps=args.train_steps, bn_mode=args.bn_mode, seed=args.seed,
-    )  # fmt: skip
-    threat = ThreatModel(**_given(labels_known=args.labels_known, bn_stats=args.bn_stats))
-    scenario = Scenario(**_given(**given), threat=threat)  # flags left out keep the Scenario's defaults
+    (scenario,) = scenarios(_sweep_from_args(args, base=Sweep()))  # one value per axis: one scenario
+    out = Path(_folder(args.out))
+    check_case_folder(out)
+    check_scenario(scenario)
+    check_writable(out)
     case, secret = simulate(scenario)
-    folder = save_case(case, args.out, None if args.no_secret else secret)
+    try:
+        folder = save_case(case, out, None if args.no_secret else secret)
+    except OSError as err:
+        raise BenchError(f"cannot write the case to {out}: {err.strerror or err}; nothing was replaced") from None
     print(f"wrote {folder}")
     print(case.summary())
     return 0

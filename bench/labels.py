@@ -1,17 +1,21 @@
 """Label recovery from the leaked gradient: the method contract, its registry and the shared counting stage.
 
-A method is a function ``recover(case) -> labels``: B int64 labels, a multiset (order carries no meaning).
-It registers with the parts of the leak it uses, so a Case that lacks one is refused with a clear reason:
+A method is a function ``recover(case) -> labels``: one int64 label for each of the update's
+`case.num_images` images (K*B with K clients), a multiset (order carries no meaning). It reads the update as
+shared, defended. It registers with the parts of the leak it uses, so a Case that lacks one is refused with a
+clear reason:
 
 - "dW": the last fully connected layer's weight gradient (N x d)
 - "db": that layer's bias gradient (N)
 - "B": the batch size (the threat model must reveal it)
 - "model": the white-box model, for dummy forward and backward passes
 - "fc": the last layer's own weights and bias
+- "gradient": the update is a FedSGD gradient, the closed form the method inverts (a FedAvg weight
+  difference of several local steps is not)
 
 Example:
     >>> labels = recover_labels("llg", case)
-    >>> labels.shape == (case.batch_size,)
+    >>> labels.shape == (case.num_images,)
     True
 """
 
@@ -35,6 +39,7 @@ NEEDS: dict[str, str] = {
     "B": "the batch size",
     "model": "the white-box model",
     "fc": "the last layer's weights",
+    "gradient": "a FedSGD gradient",
 }
 
 # Modules whose import registers the methods (they import this module, so they are loaded on first use).
@@ -59,6 +64,8 @@ def missing_need(case: Case, needs: tuple[str, ...]) -> str | None:
             return "the last layer has no bias, so there is no bias gradient"
         if need == "B" and not case.threat.batch_size_known:
             return "the threat model hides the batch size"
+        if need == "gradient" and case.threat.update.kind != "fedsgd":
+            return f"the method inverts a FedSGD gradient; the update is {case.threat.update.short()}"
         if need == "fc" and (weight not in case.model_state or (bias is not None and bias not in case.model_state)):
             return "the case does not hold the last layer's weights"
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -36,6 +37,7 @@ class Record:
     cost: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
     error: str | None = None
+    update: dict = field(default_factory=dict)  # the shared update's facts (bench.client); absent in older records
     schema: int = RECORD_SCHEMA
 
     def to_dict(self) -> dict:
@@ -63,13 +65,35 @@ def save_record(record: Record, folder: Path) -> Path:
     return path
 
 
+REQUIRED = ("run_id", "config", "status")
+STATUSES = ("ok", "failed", "skipped")
+
+
+def record_problem(data: Any) -> str | None:
+    """Why `data` (parsed JSON) is not a record of this schema, or None when it is one."""
+    if not isinstance(data, dict):
+        return f"holds a JSON {type(data).__name__}, not an object"
+    if data.get("schema") != RECORD_SCHEMA:
+        return f"has schema {data.get('schema')!r}, expected {RECORD_SCHEMA}"
+    missing = [k for k in REQUIRED if k not in data]
+    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(Record)})
+    if missing or unknown:
+        return "; ".join(filter(None, [missing and f"lacks {', '.join(missing)}", unknown and f"has unknown key(s) {', '.join(unknown)}"]))
+    if not isinstance(data["config"], dict) or not isinstance(data["config"].get("scenario"), dict):
+        return "has no scenario in its config"
+    if data["status"] not in STATUSES:
+        return f"has status {data['status']!r}, not one of {', '.join(STATUSES)}"
+    return None
+
+
 def load_record(path: Path) -> Record:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CaseFileError(f"cannot read record {path}: {err}") from None
-    if data.get("schema") != RECORD_SCHEMA:
-        raise CaseFileError(f"record {path} has schema {data.get('schema')!r}, expected {RECORD_SCHEMA}")
+    problem = record_problem(data)
+    if problem:
+        raise CaseFileError(f"record {path} {problem}")
     return Record.from_dict(data)
 
 

@@ -10,7 +10,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -23,16 +22,14 @@ from bench.attack import Reconstruction, create_attack
 from bench.case import Case, Secret
 from bench.client import batch_facts, simulate
 from bench.cost import measure
-from bench.data import open_dataset
-from bench.engine.collective import check_splittable
 from bench.environment import environment
 from bench.errors import BenchError
+from bench.files import remove_dead_leftovers
 from bench.floors import floor_metrics, floor_psnrs
 from bench.labels import LABELS, missing_need, recover_labels
 from bench.metrics import MetricConfig, label_scores, score
 from bench.progress import Progress
 from bench.record import Record, load_record, save_record
-from bench.sampler import sample_batch
 from bench.sweep import Cell
 
 
@@ -50,55 +47,6 @@ class RunOptions:
     wait_timeout_s: float = 24 * 3600.0
 
 
-def validate(
-    cells: list[Cell], world_size: int = 1, shard_above: int | None = None, skip_infeasible: bool = False
-) -> list[Cell]:
-    """Fail before anything runs when a cell names an unknown method, cannot be sharded over the ranks, or
-    cannot be sampled; with `skip_infeasible` the last kind are returned marked to be recorded as skipped."""
-    seen: set[str] = set()
-    infeasible: dict[str, str] = {}
-    for cell in cells:
-        batch = cell.scenario.batch_size
-        if world_size > 1 and (shard_above is None or batch > shard_above):
-            check_splittable(batch, world_size)
-        if cell.label_method is not None:
-            LABELS.get(cell.label_method)
-        else:
-            create_attack(cell.attack)
-        scenario = cell.scenario
-        if scenario.key() in seen:
-            continue
-        seen.add(scenario.key())
-        if scenario.weights is not None and not Path(scenario.weights).is_file():
-            raise BenchError(f"weights file {scenario.weights} not found; pass a local checkpoint with --weights")
-        dataset = open_dataset(scenario.dataset, scenario.data_path)
-        try:
-            sample_batch(
-                dataset,
-                scenario.batch_size,
-                scenario.repetition,
-                scenario.seed,
-                scenario.num_classes or dataset.num_classes,
-                scenario.label_source,
-            )
-        except BenchError as err:
-            if not skip_infeasible:
-                raise
-            infeasible[scenario.key()] = f"infeasible: {err}"
-    return [dataclasses.replace(cell, skip=infeasible.get(cell.scenario.key())) for cell in cells]
-
-
-def check_writable(folder: Path) -> None:
-    """Refuse an output folder that cannot be written, before running anything (nothing is created)."""
-    probe_dir = folder
-    while not probe_dir.exists():
-        probe_dir = probe_dir.parent
-    if not probe_dir.is_dir():
-        raise BenchError(f"output folder {folder}: {probe_dir} is not a folder")
-    if not os.access(probe_dir, os.W_OK | os.X_OK):
-        raise BenchError(f"output folder {folder} is not writable")
-
-
 def _error_line(err: BaseException) -> str:
     return traceback.format_exception_only(type(err), err)[-1].strip()
 
@@ -110,6 +58,7 @@ def _record_fields(cell: Cell, secret: Secret | None, options: RunOptions) -> di
         config=cell.config(),
         environment=environment(options.device, _world_size(options)),
         batch=batch_facts(secret) if secret is not None else {},
+        update=dict(secret.facts) if secret is not None else {},
     )
 
 
@@ -173,15 +122,6 @@ def recover_case(cell: Cell, case: Case, secret: Secret, options: RunOptions, cl
     cost.update(iterations=0, client=client_cost)
     per_image = {"true_labels": secret.labels.tolist(), "predicted_labels": predicted.tolist()}
     return Record(status="ok", metrics=scores.to_dict(), per_image=per_image, cost=cost, **base)
-
-
-def remove_partial_writes(out_dir: Path) -> None:
-    """Temporary files of a write that was killed half-way (records are renamed into place when complete)."""
-    if out_dir.is_dir():
-        for partial in out_dir.glob(".*.json.*"):
-            partial.unlink(missing_ok=True)
-        for partial in out_dir.glob(".*.png.*"):
-            partial.unlink(missing_ok=True)
 
 
 def already_ok(cell: Cell, out_dir: Path) -> Record | None:
@@ -251,7 +191,7 @@ def run_cells(
     solo_index = {i: j for j, i in enumerate(i for i, s in enumerate(sharded) if not s)}
     solo_options = dataclasses.replace(options, collective=None)
     if rank == 0:
-        remove_partial_writes(out_dir)
+        remove_dead_leftovers(out_dir)
     records: dict[int, Record] = {}
     cache: dict = {}
     started = time.time()
@@ -271,7 +211,13 @@ def run_cells(
             continue
         record, rec, secret = _run_one(cell, run_options, cache, progress)
         if writer:
-            _write(record, rec, secret, out_dir, options)
+            try:
+                _write(record, rec, secret, out_dir, options)
+            except OSError as err:  # full disk, read-only file system: stop, every record so far is whole
+                raise BenchError(
+                    f"cannot write {err.filename or out_dir}: {err.strerror or err}; the records written so far are "
+                    f"complete: run the same command with --resume to continue"
+                ) from None
         records[i] = record
         if progress:
             progress.cell_done(record)

@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from bench.errors import BenchError
 from bench.threat import ThreatModel
 
 
@@ -16,7 +17,8 @@ class Scenario:
 
     model_seed None means the model's initial weights are drawn from `seed` as well.
     train_steps > 0 trains the model here (seeded SGD on the dataset) before the leaked round.
-    client_memory "low" computes the client's update with bounded memory, exactly (bench.client_memory).
+    client_memory "low" computes the client's FedSGD gradient with bounded memory, exactly (bench.client_memory).
+    How clients train, how many are averaged and their defense: `threat.update` (bench.update), public.
     """
 
     dataset: str = "embedded"
@@ -37,8 +39,14 @@ class Scenario:
     seed: int = 0
     model_seed: int | None = None
 
+    def __post_init__(self) -> None:
+        refusal = self.threat.update.refusal(self.batch_size, self.bn_mode)
+        if refusal:
+            raise BenchError(refusal)
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Canonical form (the run id hashes it): the threat model's own canonical form inside."""
+        return {**asdict(self), "threat": self.threat.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Scenario":

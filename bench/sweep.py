@@ -9,66 +9,76 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from annotated_types import Ge, Gt, MinLen
 
+from bench.defenses import parse_defense
 from bench.errors import BenchError
 from bench.record import run_id
 from bench.scenario import Scenario
 from bench.threat import ThreatModel
+from bench.update import ClientUpdate
+from bench.typed import Axis, Count, Name, NonNegative, Rate, Seed, check_fields
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
-TRACKS = ("attacks", "labels")
-INFEASIBLE = ("refuse", "skip")
+# Fields only one track reads: giving them to the other track is a mistake, not a no-op.
+TRACK_OF_FIELD = {"attacks": "attacks", "budget": "attacks", "budgets": "attacks", "label_methods": "labels"}
 
 
 @dataclass(frozen=True)
 class Sweep:
-    """A grid. Every list field is one axis; `budget` caps every attack's iterations (None: the paper's);
+    """A grid. Every tuple field is one axis; `budget` caps every attack's iterations (None: the paper's);
     `budgets` overrides it per attack, with one budget or a list of them (one cell per budget).
 
     `model_options` maps a model name to its options ({convnet: {width: 8}}): a model not named keeps its
     builder's defaults. `infeasible`: "refuse" ends the sweep before any work when a cell's batch cannot be
     sampled (e.g. more distinct labels than classes); "skip" records such cells as skipped, with the reason.
+    `defenses`, `local_steps` and `clients` are axes of every client's update (bench.update); a defense is
+    written `name` or `name(value, key=value)` (bench.defenses), e.g. [none, "dp(clip=1, sigma=0.5)", "prune(0.9)"].
+    Each field's annotation is its rule (bench.typed), checked on construction, whatever the source.
     """
 
     name: str = "custom"
     description: str = ""
-    track: str = "attacks"
-    attacks: tuple[str, ...] = ("all",)
-    label_methods: tuple[str, ...] = ("all",)
-    models: tuple[str, ...] = ("convnet",)
-    datasets: tuple[str, ...] = ("embedded",)
-    data_path: str | None = None
-    image_size: int = 32
-    batch_sizes: tuple[int, ...] = (4,)
-    repetitions: tuple[float, ...] = (0.0,)
-    labels_known: tuple[bool, ...] = (False,)
-    bn_stats: tuple[str, ...] = ("exact",)
-    seeds: tuple[int, ...] = (0,)
-    budget: int | None = None
-    budgets: dict[str, int | list[int]] = field(default_factory=dict)
-    label_source: str = "dataset"
-    bn_mode: str = "train"
-    num_classes: int | None = None
+    track: Literal["attacks", "labels"] = "attacks"
+    attacks: Axis[Name] = ("all",)
+    label_methods: Axis[Name] = ("all",)
+    models: Axis[Name] = ("convnet",)
+    datasets: Axis[Name] = ("embedded",)
+    data_path: Name | None = None
+    image_size: Count = 32
+    batch_sizes: Axis[Count] = (4,)
+    repetitions: Axis[Rate] = (0.0,)
+    labels_known: Axis[bool] = (False,)
+    bn_stats: Axis[Literal["none", "running", "exact"]] = ("exact",)
+    seeds: Axis[Seed] = (0,)
+    budget: Count | None = None
+    budgets: dict[str, Count | Annotated[list[Count], MinLen(1)]] = field(default_factory=dict)
+    label_source: Literal["dataset", "model"] = "dataset"
+    bn_mode: Literal["train", "eval"] = "train"
+    num_classes: Annotated[int, Ge(2)] | None = None  # one class: the loss and every gradient are zero
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    weights: str | None = None
-    train_steps: int = 0
-    client_memory: str = "full"
-    infeasible: str = "refuse"
+    weights: Name | None = None
+    train_steps: NonNegative = 0
+    client_memory: Literal["full", "low"] = "full"
+    infeasible: Literal["refuse", "skip"] = "refuse"
+    defenses: Axis[Name] = ("none",)
+    local_steps: Axis[Count] = (1,)
+    clients: Axis[Count] = (1,)
+    local_batch_size: Count | None = None
+    local_lr: Annotated[float, Gt(0.0)] = 1e-4
 
     def __post_init__(self) -> None:
-        if self.infeasible not in INFEASIBLE:
-            raise BenchError(f"infeasible must be one of {', '.join(INFEASIBLE)}, got {self.infeasible!r}")
-        for model, options in self.model_options.items():
-            if not isinstance(options, dict):
-                raise BenchError(
-                    f"model_options maps a model name to its options, e.g. {{convnet: {{width: 8}}}}; "
-                    f"got {model}: {options!r}"
-                )
+        check_fields(self)
+        for text in self.defenses:
+            parse_defense(text)
+        for steps, clients in itertools.product(self.local_steps, self.clients):
+            ClientUpdate(steps, self.local_batch_size, self.local_lr, clients)
 
     def budgets_for(self, attack: str) -> list[int | None]:
         """The budgets `attack` runs at: its own (one or a list) or the sweep's `budget`."""
@@ -78,8 +88,6 @@ class Sweep:
     def options_for(self, model: str) -> dict[str, Any]:
         """The options written for `model` (none for a model the sweep does not name)."""
         return dict(self.model_options.get(model, {}))
-
-
 
 
 @dataclass(frozen=True)
@@ -109,7 +117,15 @@ class Cell:
         return run_id(self.config())
 
 
-_TUPLE_FIELDS = {f.name for f in dataclasses.fields(Sweep) if str(f.type).startswith("tuple")}
+_TUPLE_FIELDS = {f.name for f in dataclasses.fields(Sweep) if isinstance(f.default, tuple)}
+
+
+def _check_track(sweep: Sweep, given: dict[str, Any]) -> None:
+    """Refuse fields given for the track the sweep does not run (e.g. attacks for the label track)."""
+    wrong = [k for k, v in given.items() if v is not None and TRACK_OF_FIELD.get(k, sweep.track) != sweep.track]
+    if wrong:
+        track = TRACK_OF_FIELD[wrong[0]]
+        raise BenchError(f"{', '.join(wrong)}: for the {track} track only; this sweep runs the {sweep.track} track")
 
 
 def sweep_from_dict(data: dict, source: str) -> Sweep:
@@ -123,15 +139,22 @@ def sweep_from_dict(data: dict, source: str) -> Sweep:
     for key in _TUPLE_FIELDS & set(values):
         if not isinstance(values[key], tuple):
             values[key] = (values[key],)
-    return Sweep(**values)
+    try:
+        sweep = Sweep(**values)
+        _check_track(sweep, values)
+    except BenchError as err:
+        raise BenchError(f"{source}: {err}") from None
+    return sweep
 
 
 def load_sweep_file(path: str | Path) -> Sweep:
     path = Path(path)
     if not path.is_file():
-        raise BenchError(f"sweep file {path} does not exist")
+        raise BenchError(f"sweep file {path} " + ("is not a file" if path.exists() else "does not exist"))
     try:
         data = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise BenchError(f"{path} is not a text file (a YAML sweep is expected)") from None
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         line = f" at line {where.line + 1}" if where else ""
@@ -151,24 +174,22 @@ def load_preset(name: str) -> Sweep:
 
 
 def override(sweep: Sweep, **values: Any) -> Sweep:
-    """Replace fields given on the command line; None leaves the sweep's value."""
+    """Replace fields given on the command line (None leaves the sweep's value); checked like a file's."""
     given = {k: (tuple(v) if k in _TUPLE_FIELDS else v) for k, v in values.items() if v is not None}
-    return dataclasses.replace(sweep, **given)
+    changed = dataclasses.replace(sweep, **given)
+    _check_track(changed, given)
+    return changed
 
 
-def expand(sweep: Sweep, method_names: list[str]) -> list[Cell]:
-    """All cells of the grid, in a deterministic order (scenario-major, so a case is built once).
-
-    `method_names` are attacks for the attack track and label-recovery methods for the label track.
-    """
-    if sweep.track not in TRACKS:
-        raise BenchError(f"unknown track {sweep.track!r}; use {' or '.join(TRACKS)}")
-    cells = []
+def scenarios(sweep: Sweep) -> Iterator[Scenario]:
+    """The grid's scenarios, in a deterministic order."""
     axes = itertools.product(
-        sweep.datasets, sweep.models, sweep.batch_sizes, sweep.repetitions, sweep.labels_known, sweep.bn_stats, sweep.seeds
-    )
-    for dataset, model, batch_size, repetition, labels_known, bn_stats, seed in axes:
-        scenario = Scenario(
+        sweep.datasets, sweep.models, sweep.batch_sizes, sweep.repetitions, sweep.labels_known, sweep.bn_stats,
+        sweep.defenses, sweep.local_steps, sweep.clients, sweep.seeds,
+    )  # fmt: skip
+    for dataset, model, batch_size, repetition, labels_known, bn_stats, defense, steps, clients, seed in axes:
+        update = ClientUpdate(steps, sweep.local_batch_size, sweep.local_lr, clients, parse_defense(defense))
+        yield Scenario(
             dataset=dataset,
             data_path=sweep.data_path,
             image_size=sweep.image_size,
@@ -180,11 +201,20 @@ def expand(sweep: Sweep, method_names: list[str]) -> list[Cell]:
             model_options=sweep.options_for(model),
             weights=sweep.weights,
             train_steps=sweep.train_steps,
-            threat=ThreatModel(labels_known=bool(labels_known), bn_stats=bn_stats),
+            threat=ThreatModel(labels_known=bool(labels_known), bn_stats=bn_stats, update=update),
             bn_mode=sweep.bn_mode,
             client_memory=sweep.client_memory,
             seed=int(seed),
         )
+
+
+def expand(sweep: Sweep, method_names: list[str]) -> list[Cell]:
+    """All cells of the grid, in a deterministic order (scenario-major, so a case is built once).
+
+    `method_names` are attacks for the attack track and label-recovery methods for the label track.
+    """
+    cells = []
+    for scenario in scenarios(sweep):
         for name in method_names:
             if sweep.track == "labels":
                 cells.append(Cell(scenario, label_method=name))

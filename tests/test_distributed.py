@@ -446,3 +446,78 @@ def test_torchrun_launch_is_detected(tmp_path) -> None:
     done = subprocess.run(command + [str(script), str(tmp_path / "out.txt")], env=env, timeout=120, check=False)
     assert done.returncode == 0
     assert (tmp_path / "out.txt").read_text() == "2 2.0"
+
+
+def test_frozen_rank_is_named_by_its_missing_heartbeat(capfd) -> None:
+    """A stopped rank is named, before the others' collectives time out (which would name rank 0)."""
+    program = _program(
+        """
+        import signal
+        c = world_from_env("cpu")
+        for step in range(100000):
+            c.all_sum_values(torch.ones(4))
+            if c.rank == 1 and step == 5:
+                os.kill(os.getpid(), signal.SIGSTOP)
+            time.sleep(0.01)
+        """
+    )
+    start = time.monotonic()
+    code = spawn_local(2, [], program=program, timeout_s=60, grace_s=1, heartbeat_timeout_s=3)
+    assert code == 1
+    assert "error: rank 1 sent no heartbeat for 3 s (stopped or frozen)" in capfd.readouterr().err
+    assert time.monotonic() - start < 45  # well before rank 0's collective gives up (60 s)
+
+
+def test_rank_killed_by_a_signal_is_named_even_when_others_fail_after_it(capfd) -> None:
+    program = _program(
+        """
+        import signal
+        c = world_from_env("cpu")
+        for step in range(100000):
+            c.all_sum_values(torch.ones(4))
+            if c.rank == 1 and step == 5:
+                os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    code = spawn_local(2, [], program=program, timeout_s=20, grace_s=5)
+    err = capfd.readouterr().err
+    named = [line for line in err.splitlines() if line.startswith("error: rank")]
+    # rank 0 fails too (its peer is gone), but it did not cause the failure
+    assert code == 128 + 9 and named == ["error: rank 1 was killed by SIGKILL; stopping the other ranks"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"  # a zombie has ended; only its exit status waits to be collected
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_ranks_end_when_their_launcher_is_killed(tmp_path) -> None:
+    rank = _program(
+        """
+        c = world_from_env("cpu")
+        open(os.path.join(sys.argv[1], f"{c.rank}.pid"), "w").write(str(os.getpid()))
+        while True:
+            c.all_sum_values(torch.ones(1))
+            time.sleep(0.05)
+        """
+    )
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from bench.distributed.launch import spawn_local; "
+         f"sys.exit(spawn_local(2, [{str(tmp_path)!r}], program={rank!r}, timeout_s=60))"],
+        cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("*.pid"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pids = [int(p.read_text()) for p in tmp_path.glob("*.pid")]
+    assert len(pids) == 2 and all(_alive(pid) for pid in pids)
+    launcher.kill()  # SIGKILL: the launcher cannot stop its ranks itself
+    launcher.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in pids if _alive(pid)], "ranks outlived their launcher"

@@ -1,9 +1,35 @@
-"""The README's Quickstart is the contract: CI installs and tests with exactly its commands."""
+"""The README is the contract: CI installs and tests with exactly its Quickstart commands, and every other
+command it shows runs as shown (here at the smallest scale that exercises it: flags appended to the
+command override its sizes; nothing else changes).
 
+Commands are read from the README's bash blocks, so a command added there is run here without a change to
+this file (with the default scaling of its subcommand).
+"""
+
+from __future__ import annotations
+
+import os
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
+# .ci/run runs these in a fresh virtual environment; running the suite from inside the suite would recurse
+RUN_BY_CI = ("pip install", "python -m pytest")
+# (pattern, flags appended): the first pattern found in a command scales it
+SCALE = [
+    (r"bench run .*--track labels", ["--image-size", "32", "--batch-sizes", "8", "--seeds", "0"]),
+    (r"bench run .*--preset paper", ["--image-size", "32", "--batch-sizes", "8", "--repetitions", "0", "--seeds", "0",
+                                     "--budget", "1", "--attacks", "noise,dlg"]),  # fmt: skip
+    (r"bench run", ["--budget", "1", "--seeds", "0"]),
+    (r"bench check", ["--only", "noise,llg"]),
+]
+MY_SWEEP = "name: custom\nattacks: [noise]\nmodels: [lenet]\nimage_size: 16\nbatch_sizes: [2]\n"  # the README's my_sweep.yaml
 
 
 def quickstart_commands() -> list[str]:
@@ -11,6 +37,17 @@ def quickstart_commands() -> list[str]:
     section = text.split("## Quickstart", 1)[1]
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     return [line.strip() for line in block.strip().splitlines()]
+
+
+def readme_commands() -> list[str]:
+    """Every command of every bash block, in order, continuation lines joined, comments dropped."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S):
+        for command in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(command, comments=True)
+            if words:
+                commands.append(shlex.join(words))
+    return commands
 
 
 def test_quickstart_is_install_main_job_tests():
@@ -24,4 +61,37 @@ def test_ci_runs_the_readme_commands():
     install, _, tests = quickstart_commands()
     ci = (ROOT / ".ci" / "run").read_text()
     assert re.search(rf"(python -m )?{re.escape(install)}", ci)
-    assert tests in ci
+    assert tests in ci and "python -m bench check" in ci
+    assert re.search(r"python3? -m venv", ci) and "--system-site-packages" not in ci  # from nothing
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """One folder for every command, so later commands find what earlier ones wrote (runs/, cases/)."""
+    folder = tmp_path_factory.mktemp("readme")
+    (folder / "my_sweep.yaml").write_text(MY_SWEEP)
+    return folder
+
+
+def _cuda_devices_needed(words: list[str]) -> int:
+    if not any(w.startswith("cuda") for w in words):
+        return 0
+    for flag in ("--nproc-per-node", "--nproc"):
+        if flag in words:
+            return int(words[words.index(flag) + 1])
+    return 1
+
+
+@pytest.mark.parametrize("command", [c for c in readme_commands() if not c.startswith(RUN_BY_CI)])
+def test_readme_command_runs_as_shown(command: str, workspace: Path):
+    words = shlex.split(command)
+    needed = _cuda_devices_needed(words)
+    if needed > torch.cuda.device_count():
+        pytest.skip(f"needs {needed} CUDA device(s)")
+    extra = next((flags for pattern, flags in SCALE if re.search(pattern, command)), [])
+    program = {"python": [sys.executable], "torchrun": [sys.executable, "-m", "torch.distributed.run"]}[words[0]]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(
+        program + words[1:] + extra, cwd=workspace, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"

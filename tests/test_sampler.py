@@ -19,6 +19,10 @@ class FakeSource:
 @pytest.mark.parametrize("repetition", [0.0, 0.25, 0.5, 0.75, 0.9, 0.96])
 def test_exact_distinct_count(batch_size, repetition):
     expected = max(1, round((1 - repetition) * batch_size))
+    if repetition > 0 and expected == batch_size:  # asks for repetition, would get none: refused
+        with pytest.raises(BenchError, match=f"repeats no label .* at B = {batch_size}|batch of 1 can only"):
+            sample_batch(FakeSource(), batch_size, repetition, seed=7, num_classes=300, label_source="model")
+        return
     batch = sample_batch(FakeSource(), batch_size, repetition, seed=7, num_classes=300, label_source="model")
     assert len(batch.labels) == batch_size
     assert len(np.unique(batch.labels)) == expected

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from bench.errors import BenchError
-from bench.runner import run_cells, validate
+from bench.preflight import validate
+from bench.runner import run_cells
 from bench.sweep import Sweep, expand, load_preset, load_sweep_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +70,7 @@ def test_killed_sweep_resumes_to_the_same_records(tmp_path):
         (["--preset", "quik"], "unknown preset 'quik'"),
         (["--preset", "smoke", "--attacks", "e2egii"], "did you mean e2egi"),
         (["--preset", "smoke", "--batch-sizes", "64", "--attacks", "noise"], "needs 64 distinct classes"),
-        (["--preset", "smoke", "--repetitions", "1.0", "--attacks", "noise"], "repetition rate must be in [0, 1)"),
+        (["--preset", "smoke", "--repetitions", "1.0", "--attacks", "noise"], "repetitions[0]: Input should be less than 1"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
@@ -127,7 +128,7 @@ def test_model_options_belong_to_their_model():
     cells = expand(dataclasses.replace(sweep, models=("lenet", "convnet")), ["noise"])
     options = {c.scenario.model: c.scenario.model_options for c in cells}
     assert options == {"lenet": {}, "convnet": {"width": 8}}
-    with pytest.raises(BenchError, match="maps a model name to its options"):
+    with pytest.raises(BenchError, match=r"model_options\['width'\]: Input should be a valid dictionary"):
         Sweep(model_options={"width": 8})
 
 
@@ -145,7 +146,7 @@ def test_infeasible_cells_are_refused_or_recorded_as_skipped(tmp_path):
     records = run_cells(marked, tmp_path)
     assert [r.status for r in records] == ["ok", "ok", "skipped", "ok"]
     assert "needs 32 distinct classes" in records[2].error and (tmp_path / f"{cells[2].run_id}.json").is_file()
-    with pytest.raises(BenchError, match="infeasible must be one of refuse, skip"):
+    with pytest.raises(BenchError, match="infeasible: Input should be 'refuse' or 'skip'"):
         Sweep(infeasible="ignore")
 
 

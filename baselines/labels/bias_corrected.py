@@ -23,5 +23,5 @@ from bench.labels import LABELS, greedy_by_impact
 def recover(case: Case) -> torch.Tensor:
     _, bias_grad = case.classifier_gradients()
     scores = bias_grad.detach().double().cpu()
-    impact = float(scores[scores < 0].sum()) / case.batch_size
-    return greedy_by_impact(scores, impact, case.batch_size)
+    impact = float(scores[scores < 0].sum()) / case.num_images
+    return greedy_by_impact(scores, impact, case.num_images)

@@ -23,5 +23,5 @@ from bench.labels import LABELS, ranked_labels, row_sums
     needs=("dW",),
 )
 def recover(case: Case) -> torch.Tensor:
-    count = case.batch_size if case.threat.batch_size_known else 1
+    count = case.num_images if case.threat.batch_size_known else 1
     return ranked_labels(torch.argsort(row_sums(case), stable=True), count)

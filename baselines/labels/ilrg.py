@@ -57,7 +57,7 @@ def round_counts(counts: torch.Tensor, batch_size: int) -> torch.Tensor:
 @LABELS.register(
     "ilrg",
     description="iLRG: class embeddings dW/db, softmax of the last layer, pseudo-inverse for the class counts",
-    needs=("dW", "db", "B", "fc"),
+    needs=("dW", "db", "B", "fc", "gradient"),
 )
 def recover(case: Case) -> torch.Tensor:
     weight_name, bias_name = case.classifier
@@ -66,6 +66,5 @@ def recover(case: Case) -> torch.Tensor:
     weight = case.model_state[weight_name].double().cpu().flatten(1)
     bias = case.model_state[bias_name].double().cpu()
     probabilities = class_probabilities(weight_grad, bias_grad, weight, bias)
-    scale = case.loss.per_sample_scale(case.batch_size)
-    counts = round_counts(solve_counts(probabilities, bias_grad, case.batch_size, scale), case.batch_size)
+    counts = round_counts(solve_counts(probabilities, bias_grad, case.num_images, case.sample_scale()), case.num_images)
     return torch.repeat_interleave(torch.arange(case.num_classes), counts)

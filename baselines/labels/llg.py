@@ -28,4 +28,4 @@ def impact(scores: torch.Tensor, batch_size: int, num_classes: int) -> float:
 )
 def recover(case: Case) -> torch.Tensor:
     scores = row_sums(case)
-    return greedy_by_impact(scores, impact(scores, case.batch_size, case.num_classes), case.batch_size)
+    return greedy_by_impact(scores, impact(scores, case.num_images, case.num_classes), case.num_images)

@@ -8,6 +8,8 @@ client's data, goes through a fresh copy of the model in the client's BN mode. F
 is labelled all i and s^(i) = row sums of the gradient of the client's loss w.r.t. the last layer's weight:
     impact  m   = (mean over rounds and classes i of s^(i)_i / B) * (1 + 1/N)
     offset  o_j = mean over rounds and classes i != j of s^(i)_j
+With K aggregated clients the dummy batch is one client's B images, a sample's impact on the mean of the K
+updates is m / K, and the offsets are unchanged (each client's batch adds o; their mean is o).
 Prediction: g = row sums of dW; every class with g_n < 0 (judged before the offset) gets one label; g -= o;
 each chosen class g_n -= m; then until B labels, argmin g gets one more and g -= m on it (as LLG).
 
@@ -89,16 +91,18 @@ def estimate_impact_and_offset(case: Case, config: LLGStarConfig = LLGStarConfig
             offset_total += (num_classes - 1) * shared  # sum over i != j of s^(i)_j
     finally:
         handle.remove()
-    impact = impact_total / (rounds * num_classes * batch_size) * (1 + 1 / num_classes)
+    # a sample's share of the mean of K clients' updates is 1/K of its share of its own client's gradient
+    clients = case.threat.update.clients
+    impact = impact_total / (rounds * num_classes * batch_size * clients) * (1 + 1 / num_classes)
     return impact, offset_total / (rounds * max(num_classes - 1, 1))
 
 
 @LABELS.register(
     "llg-star",
     description="LLG*: LLG with impact and class offsets from dummy passes of the white-box model",
-    needs=("dW", "B", "model"),
+    needs=("dW", "B", "model", "gradient"),
 )
 def recover(case: Case, config: LLGStarConfig = LLGStarConfig()) -> torch.Tensor:
     scores = row_sums(case)
     impact, offset = estimate_impact_and_offset(case, config)
-    return greedy_by_impact(scores - offset, impact, case.batch_size, present=scores < 0)
+    return greedy_by_impact(scores - offset, impact, case.num_images, present=scores < 0)

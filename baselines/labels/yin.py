@@ -23,4 +23,4 @@ from bench.labels import LABELS, ranked_labels
 def recover(case: Case) -> torch.Tensor:
     weight_grad, _ = case.classifier_gradients()
     row_minima = weight_grad.detach().double().cpu().flatten(1).min(1).values
-    return ranked_labels(torch.argsort(row_minima, stable=True), case.batch_size)
+    return ranked_labels(torch.argsort(row_minima, stable=True), case.num_images)

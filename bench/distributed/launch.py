@@ -5,9 +5,11 @@
 `torchrun --nproc-per-node N -m bench run ...` sets the same variables itself. Either way a rank calls
 `world_from_env` to join the process group. Rank 0 alone writes records and images (`is_writer`).
 
-If a rank fails, the launcher names it, gives the others a short grace period to stop on their own
-(their collectives fail once a peer is gone, or after the collective timeout), then terminates them; a
+If a rank fails, the launcher names the rank that failed first and how (exit code, signal, or no heartbeat
+within the heartbeat timeout: stopped or frozen), gives the others a short grace period to stop on their
+own (their collectives fail once a peer is gone, or after the collective timeout), then terminates them; a
 terminated rank raises SystemExit, so `finally` blocks and atomic writers clean up their temporary files.
+Ranks end when their launcher dies, even by SIGKILL (bench.heartbeat).
 
 Example:
     >>> if should_spawn(args.nproc):
@@ -18,6 +20,8 @@ Example:
 from __future__ import annotations
 
 import os
+import queue
+import selectors
 import signal
 import socket
 import subprocess
@@ -26,6 +30,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -38,6 +43,7 @@ from bench.distributed.collective import (
 )
 from bench.engine.collective import Collective
 from bench.errors import BenchError
+from bench.heartbeat import FD_VARIABLE, LAUNCHER_VARIABLE, follow_launcher
 
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 TIMEOUT_VARIABLE = "BENCH_COLLECTIVE_TIMEOUT_S"  # passed from the launcher to its ranks
@@ -54,7 +60,16 @@ def _env_int(name: str, default: str | None = None) -> int:
 
 def launched() -> bool:
     """Whether this process is one rank of a multi-process launch (torchrun or `--nproc`)."""
-    return _env_int("WORLD_SIZE", "1") > 1
+    return world_size_from_env() > 1
+
+
+def world_size_from_env() -> int:
+    return _env_int("WORLD_SIZE", "1")
+
+
+def local_world_size_from_env() -> int:
+    """Ranks of this launch on this machine (torchrun's LOCAL_WORLD_SIZE; all of them if unset)."""
+    return _env_int("LOCAL_WORLD_SIZE", str(world_size_from_env()))
 
 
 def should_spawn(nproc: int | None) -> bool:
@@ -86,6 +101,7 @@ def world_from_env(device: torch.device | str = "cpu", timeout_s: float | None =
         raise BenchError(f"RANK={rank} is outside WORLD_SIZE={world_size}")
     if timeout_s is None:
         timeout_s = float(os.environ.get(TIMEOUT_VARIABLE, DEFAULT_TIMEOUT_S))
+    follow_launcher()
     exit_on_sigterm()
     return open_world(
         rank_device(device),
@@ -155,31 +171,58 @@ def spawn_local(
     program: Sequence[str] | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     grace_s: float = 10.0,
+    heartbeat_timeout_s: float | None = None,
 ) -> int:
     """Run `program argv` (default `python -m bench argv`) as ranks 0..nproc-1; return the exit code.
 
-    0 when every rank succeeds. When a rank fails, its number and exit code are printed, the others are
-    stopped within `grace_s` seconds (plus a few for SIGKILL), and its exit code (at least 1) is returned.
+    0 when every rank succeeds. When a rank fails (the first to: it exits non-zero, is killed by a signal,
+    or sends no heartbeat for `heartbeat_timeout_s`, default a third of the collective timeout), it is
+    named on stderr, the others are stopped within `grace_s` seconds (plus a few for SIGKILL), and its
+    exit code (at least 1) is returned.
     """
     if nproc < 1:
         raise BenchError(f"--nproc must be at least 1, got {nproc}")
     command = list(program) if program is not None else [sys.executable, "-m", "bench"]
     port = free_port()
-    ranks = [
-        subprocess.Popen(command + list(argv), env=rank_environment(r, nproc, port, timeout_s, dict(os.environ)))
-        for r in range(nproc)
-    ]
+    ranks: list[_Rank] = []
     previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     exit_on_sigterm()  # a launcher stopped by SIGTERM still stops its ranks (the finally below)
     try:
-        return _supervise(ranks, grace_s)
+        for r in range(nproc):
+            env = rank_environment(r, nproc, port, timeout_s, dict(os.environ))
+            ranks.append(_Rank.start(command + list(argv), env))
+        return _supervise(ranks, grace_s, heartbeat_timeout_s or timeout_s / 3)
     except KeyboardInterrupt:
         print("interrupted; stopping every rank", file=sys.stderr)
         return 130
     finally:
-        _stop(ranks, grace_s=0.0)  # nothing left to stop when every rank has ended
+        _stop([rank.process for rank in ranks], grace_s=0.0)  # nothing left to stop when every rank has ended
+        for rank in ranks:
+            os.close(rank.heartbeats)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+@dataclass
+class _Rank:
+    """A started rank: its process and the read end of its heartbeat pipe."""
+
+    process: subprocess.Popen
+    heartbeats: int
+    last_beat: float | None = None  # None until the first beat: importing torch may take long
+
+    @classmethod
+    def start(cls, command: list[str], env: dict[str, str]) -> "_Rank":
+        read_end, write_end = os.pipe()
+        env = {**env, FD_VARIABLE: str(write_end), LAUNCHER_VARIABLE: str(os.getpid())}
+        try:
+            process = subprocess.Popen(command, env=env, pass_fds=(write_end,))
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)
+        return cls(process, read_end)
 
 
 def _describe(code: int) -> str:
@@ -191,18 +234,39 @@ def _describe(code: int) -> str:
     return f"exited with code {code}"
 
 
-def _supervise(ranks: list[subprocess.Popen], grace_s: float) -> int:
-    while True:
-        codes = [p.poll() for p in ranks]
-        failed = [r for r, code in enumerate(codes) if code not in (None, 0)]
-        if failed:
-            rank, code = failed[0], codes[failed[0]]
-            print(f"error: rank {rank} {_describe(code)}; stopping the other ranks", file=sys.stderr)
-            _stop(ranks, grace_s)
-            return code if code > 0 else 128 - code
-        if all(code == 0 for code in codes):
-            return 0
-        time.sleep(0.05)
+def _supervise(ranks: list[_Rank], grace_s: float, heartbeat_timeout_s: float) -> int:
+    """Wait for every rank; on the first failure (in the order they happened) name it and stop the rest."""
+    ended: queue.Queue[tuple[int, int]] = queue.Queue()  # (rank, exit code), in the order the ranks ended
+    for r, rank in enumerate(ranks):
+        threading.Thread(target=lambda r=r, p=rank.process: ended.put((r, p.wait())), daemon=True).start()
+    with selectors.DefaultSelector() as watch:
+        for r, rank in enumerate(ranks):
+            watch.register(rank.heartbeats, selectors.EVENT_READ, r)
+        running = set(range(len(ranks)))
+        while running:
+            while not ended.empty():
+                r, code = ended.get()
+                running.discard(r)
+                if code != 0:
+                    return _fail(ranks, r, _describe(code), code if code > 0 else 128 - code, grace_s)
+            for key, _ in watch.select(timeout=0.05):
+                if os.read(key.fd, 4096):
+                    ranks[key.data].last_beat = time.monotonic()
+                else:
+                    watch.unregister(key.fd)  # the rank is ending; its exit code follows
+            now = time.monotonic()
+            for r in sorted(running):
+                last = ranks[r].last_beat
+                if last is not None and now - last > heartbeat_timeout_s and ranks[r].process.poll() is None:
+                    how = f"sent no heartbeat for {heartbeat_timeout_s:g} s (stopped or frozen)"
+                    return _fail(ranks, r, how, 1, grace_s)
+    return 0
+
+
+def _fail(ranks: list[_Rank], rank: int, how: str, code: int, grace_s: float) -> int:
+    print(f"error: rank {rank} {how}; stopping the other ranks", file=sys.stderr)
+    _stop([r.process for r in ranks], grace_s)
+    return code
 
 
 def _stop(ranks: list[subprocess.Popen], grace_s: float) -> None:

@@ -47,3 +47,13 @@ class GradientDistance:
         if self.kind == "l2_squared":
             return sum(w * (dummy[i] - target[i]).pow(2).sum() for i, w in zip(indices, weights))
         return sum(w * (dummy[i] - target[i]).flatten().norm() for i, w in zip(indices, weights))
+
+
+def masked(distance: GradientDistance, masks: Sequence[torch.Tensor]):
+    """`distance` over the surviving entries only: the dummy's entries where a mask is 0 are zeroed, as the
+    target's are, so they add nothing to any term (for cosine: to neither the dot product nor the norms)."""
+
+    def over_surviving(dummy: Sequence[torch.Tensor], target: Sequence[torch.Tensor]) -> torch.Tensor:
+        return distance([d * m for d, m in zip(dummy, masks)], target)
+
+    return over_surviving

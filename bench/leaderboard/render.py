@@ -140,6 +140,16 @@ RENDERERS: dict[str, Callable[[Sequence[Table]], str]] = {
 EXTENSIONS = {"md": "md", "latex": "tex", "csv": "csv", "html": "html"}
 
 
+def closing_note(text: str, format: str) -> str:
+    """A note after every table, in `format` ("" for CSV, which has no place for one)."""
+    notes = {
+        "md": f"\n{text}\n",
+        "latex": f"\n{{\\footnotesize {latex_escape(text)}}}\n",
+        "html": f'<p class="footnote">{html.escape(text)}</p>\n',
+    }
+    return notes.get(format, "")
+
+
 def check_format(format: str) -> None:
     if format not in RENDERERS:
         raise BenchError(f"unknown table format {format!r}; choose {', '.join(RENDERERS)}")

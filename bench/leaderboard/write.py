@@ -15,8 +15,8 @@ from bench.errors import BenchError
 from bench.files import write_atomic
 from bench.leaderboard.aggregate import DEFAULT_VIEWS, View, tables_for
 from bench.leaderboard.plots import write_plots
-from bench.leaderboard.render import EXTENSIONS, check_format, render
-from bench.leaderboard.runs import load_runs
+from bench.leaderboard.render import EXTENSIONS, check_format, closing_note, render
+from bench.leaderboard.runs import find_runs
 
 
 def views_for(metrics: Sequence[str] | None = None, columns: str | None = None) -> tuple[View, ...]:
@@ -47,21 +47,26 @@ def write_leaderboard(
     Every file is written atomically; a folder that cannot be written is a BenchError naming it.
     """
     check_format(format)
-    records = load_runs(Path(runs_dir))
+    runs = find_runs(Path(runs_dir))
+    records = runs.records
     tables = tables_for(records, views)
     if not tables:
         tracks = ", ".join(sorted({v.rows for v in views}))
         raise BenchError(f"no records under {runs_dir} belong to the tables asked for ({tracks})")
     text = render(tables, format)
+    if runs.skipped:
+        names = ", ".join(str(path.relative_to(runs_dir)) for path, _ in runs.skipped)
+        text += closing_note(f"{len(runs.skipped)} file(s) under {runs_dir} skipped, not records: {names}", format)
     if out is not None:
-        path = leaderboard_path(out, format)
         try:
+            path = leaderboard_path(out, format)
             write_atomic(path, text)
         except OSError as err:
-            raise BenchError(f"cannot write {path}: {err.strerror or err}") from None
+            raise BenchError(f"cannot write {out}: {err.strerror or err}") from None
     if plots_dir is not None:
         try:
             write_plots(tables, Path(plots_dir), records, runs_dir=Path(runs_dir))
         except OSError as err:
             raise BenchError(f"cannot write plots to {plots_dir}: {err.strerror or err}") from None
+    runs.notify()  # after the work succeeded: a refusal stays one line
     return text

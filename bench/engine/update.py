@@ -1,0 +1,59 @@
+"""The attacker's dummy update: what a client following the Case's public recipe would share for dummy data.
+
+Building blocks for matching FedAvg, aggregated and pruned updates (the recipe: bench.update):
+- `dummy_update`: K clients' updates over K*B dummy images in client order (B each), every client with its
+  own BN statistics and the client's own local training (FedSGD gradient, or FedAvg unrolled with the same
+  steps, minibatch order, batch size and learning rate), averaged; differentiable w.r.t. the dummy images,
+  through every local step (Geiping et al. 2020, Sec. 5).
+- `visible_mask`: the entries a pruning defense zeroed, read off the shared update (zeros are visible);
+  `bench.engine.distances.masked` compares only the entries that survived.
+The defenses' random draws (DP-SGD's and additive noise) are unknown to the attacker, so the dummy update is
+the undefended one; at the true images and labels it reproduces an undefended update.
+
+Example:
+    >>> weights, constants = functional_state(case.build_model())
+    >>> dummy = dummy_update(model, weights, constants, images, labels, case.loss, case.threat.update)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from bench.loss import LossSpec
+from bench.update import ClientUpdate, Tensors, gradient_step, mean_update, trained_delta
+
+
+def dummy_update(
+    model: nn.Module,
+    weights: Tensors,
+    constants: Tensors,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    loss: LossSpec,
+    update: ClientUpdate,
+    create_graph: bool = True,
+) -> list[torch.Tensor]:
+    """The mean of the K clients' updates for `inputs` (K*B normalised images) and `targets` (labels or class
+    probabilities), in `weights` order; `weights` require grad, `constants` are the model's other tensors."""
+    if len(inputs) % update.clients:
+        raise ValueError(f"{len(inputs)} dummy images cannot be split among {update.clients} clients")
+    size = len(inputs) // update.clients
+    shares = []
+    for k in range(update.clients):
+        images = slice(k * size, (k + 1) * size)
+        # a copy per client: train-mode BN writes its running statistics, which no step reads
+        step = gradient_step(model, {n: t.clone() for n, t in constants.items()}, loss, create_graph)
+        shares.append(trained_delta(weights, inputs[images], targets[images], update, step))
+    return list(mean_update(shares).values())
+
+
+def visible_mask(shared: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """1.0 where the shared update is non-zero, 0.0 where it is zero: the entries a pruning defense kept.
+
+    An entry that was zero before pruning (a dead ReLU's weights) is masked out as well; the attacker cannot
+    tell the two apart, and loses only the constraint that the dummy's entry there be zero.
+    """
+    return [(g != 0).to(g.dtype) for g in shared]
