@@ -11,6 +11,8 @@ GAIN_AND_PSNR = ("psnr_gain", "psnr")
 # (table, records, format, attack-table metrics: None for the default views)
 PUBLISHED = [
     ("calibration.md", "records/calibration", "md", GAIN_AND_PSNR),
+    ("cpu-images.md", "records/cpu-images", "md", GAIN_AND_PSNR),
+    ("cpu-images.tex", "records/cpu-images", "latex", GAIN_AND_PSNR),
     ("labels-resnet50.md", "records/labels-resnet50", "md", None),
 ]
 
