@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from annotated_types import Ge, Gt, MinLen
+from annotated_types import Ge, Gt
+from pydantic import PlainValidator
 
 from bench.defenses import parse_defense
 from bench.errors import BenchError
@@ -29,6 +30,22 @@ PRESET_DIR = Path(__file__).resolve().parent / "presets"
 # Fields only one track reads: giving them to the other track is a mistake, not a no-op.
 TRACK_OF_FIELD = {"attacks": "attacks", "budget": "attacks", "budgets": "attacks", "label_methods": "labels"}
 
+
+
+def _budgets(value: object) -> object:
+    """One budget or a non-empty list of them, each an int >= 1 (one check, so an error names the attack)."""
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise ValueError("give one budget or a non-empty list of them")
+    for v in values:
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise ValueError("Input should be a valid integer")
+        if v < 1:
+            raise ValueError("Input should be greater than or equal to 1")
+    return value
+
+
+Budgets = Annotated[int | list[int], PlainValidator(_budgets)]
 
 @dataclass(frozen=True)
 class Sweep:
@@ -58,7 +75,7 @@ class Sweep:
     bn_stats: Axis[Literal["none", "running", "exact"]] = ("exact",)
     seeds: Axis[Seed] = (0,)
     budget: Count | None = None
-    budgets: dict[str, Count | Annotated[list[Count], MinLen(1)]] = field(default_factory=dict)
+    budgets: dict[str, Budgets] = field(default_factory=dict)
     label_source: Literal["dataset", "model"] = "dataset"
     bn_mode: Literal["train", "eval"] = "train"
     num_classes: Annotated[int, Ge(2)] | None = None  # one class: the loss and every gradient are zero

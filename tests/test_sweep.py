@@ -156,3 +156,12 @@ def test_budgets_may_list_several_values_for_one_attack():
     assert [(c.attack, c.budget) for c in cells] == [("dlg", 10), ("dlg", 100), ("noise", 5)]
     single = expand(dataclasses.replace(sweep, budgets={"dlg": 10}), ["dlg"])
     assert single[0].run_id == cells[0].run_id  # a list adds cells; it does not change any cell's id
+
+
+def test_a_list_of_budgets_gives_one_cell_per_budget():
+    sweep = Sweep(attacks=("dlg", "noise"), budget=7, budgets={"dlg": [50, 100]})
+    cells = expand(sweep, ["dlg", "noise"])
+    assert sorted((c.attack, c.budget) for c in cells) == [("dlg", 50), ("dlg", 100), ("noise", 7)]
+    assert len({c.run_id for c in cells}) == 3
+    single = expand(Sweep(attacks=("dlg",), budgets={"dlg": 50}), ["dlg"])
+    assert single[0].run_id == next(c.run_id for c in cells if c.budget == 50)  # a list does not change run ids
