@@ -16,7 +16,9 @@ so the sequential length can exceed E (E = 24,000 gives 7,200 + 8 x 1,000 + 9,60
 
 Small budgets keep the paper's shape: T_in = min(1000, ceil(1000 * E / 24000)) keeps the paper's ratio of T_in
 to E, so a budget below the paper's has about its 8 inner rounds (E = 240: 72 + 8 x 10 + 96; E = 100:
-30 + 6 x 5 + 40, fewer rounds where T_in rounds up), and at least one inner round for any E >= 1.
+30 + 6 x 5 + 40, fewer rounds where T_in rounds up), and at least one inner round for any E >= 1. This
+scaling is ours: the authors' `run.py` keeps T_in = 1,000 at every budget, so below E = 24,000 it runs
+fewer inner rounds (R = ceil(0.3 E / 1000): a single round of 1,000 iterations for any E <= 3,333).
 """
 
 from __future__ import annotations
@@ -111,44 +113,52 @@ class Combination:
     choices: list[int]  # choices[i]: the seed whose sample fills global slot i
 
 
+# gradient_losses(batches) is the whole batch's gradient loss of each candidate batch (this shard's rows)
+GradientLosses = Callable[[list[torch.Tensor]], list[float]]
+
+
 def combine(
     candidates: Sequence[torch.Tensor],
     losses: Sequence[float],
-    gradient_loss: Callable[[torch.Tensor], float],
+    gradient_losses: GradientLosses,
     shard: Shard,
 ) -> Combination:
     """Greedy minimum-loss combination of the seeds' batches.
 
     Start from the seed with the lowest loss in `losses`; for each global slot i in turn, try every other
     seed's sample i in that slot and keep the one giving the lowest batch gradient loss (strictly lower than
-    the current one). `candidates` hold this shard's rows of every seed's batch; `gradient_loss` maps this
-    shard's rows to the whole batch's gradient loss (a collective call in a sharded run, so every rank runs
-    this same loop over global slots and only the rank holding slot i swaps its row).
+    the current one; the first such seed on ties). The trials of one slot differ from the current batch in
+    that slot alone, so they are independent and `gradient_losses` evaluates them together. `candidates`
+    hold this shard's rows of every seed's batch; `gradient_losses` maps this shard's rows of each trial to
+    the whole batch's gradient loss (collective calls in a sharded run, so every rank runs this same loop
+    over global slots and only the rank holding slot i swaps its row).
     """
     if len(candidates) != len(losses) or not candidates:
         raise ValueError(f"{len(candidates)} candidate batches for {len(losses)} losses")
     start = min(range(len(candidates)), key=lambda s: losses[s])
+    others = [seed for seed in range(len(candidates)) if seed != start]  # the slot already holds start's sample
     current = candidates[start].detach().clone()
-    best = gradient_loss(current)
+    best = gradient_losses([current])[0]
     choices = [start] * shard.total
     for slot in range(shard.total):
+        if not others:
+            break
         local = slot - shard.start if shard.start <= slot < shard.stop else None
-        for seed, candidate in enumerate(candidates):
-            if seed == start:  # the slot already holds this seed's sample
-                continue
+        trials = []
+        for seed in others:
             trial = current.clone()
             if local is not None:
-                trial[local] = candidate[local]
-            loss = gradient_loss(trial)
+                trial[local] = candidates[seed][local]
+            trials.append(trial)
+        for seed, trial, loss in zip(others, trials, gradient_losses(trials)):
             if loss < best:
                 best, current, choices[slot] = loss, trial, seed
     return Combination(current, best, start, choices)
 
 
-# optimise(images, stage, consensus) runs one stage of the base inversion from `images` (left untouched)
-Optimise = Callable[[torch.Tensor, Stage, torch.Tensor | None], LoopResult]
-
-
+# optimise(seeds, stage, consensus) runs one stage of the base inversion from each seed's images (left
+# untouched) and returns one result per seed
+Optimise = Callable[[list[torch.Tensor], Stage, torch.Tensor | None], list[LoopResult]]
 @dataclass
 class MLCOResult:
     images: torch.Tensor  # this shard's rows of the final batch
@@ -162,10 +172,13 @@ def run_mlco(
     seeds: Sequence[torch.Tensor],
     plan: Sequence[Stage],
     optimise: Optimise,
-    gradient_loss: Callable[[torch.Tensor], float],
+    gradient_losses: GradientLosses,
     shard: Shard,
 ) -> MLCOResult:
-    """Run the plan: per-seed stages each followed by a combination, then the final stage from the latest one."""
+    """Run the plan: per-seed stages each followed by a combination, then the final stage from the latest one.
+
+    Every seed runs the same stages, so `optimise` may advance them together (see `bench.engine.seed_group`).
+    """
     if len(plan) < 2 or plan[-1].per_seed or not all(stage.per_seed for stage in plan[:-1]):
         raise ValueError("an MLCO plan is per-seed stages followed by one final stage")
     seeds = list(seeds)
@@ -175,10 +188,10 @@ def run_mlco(
     reports: list[dict] = []
     for stage in plan[:-1]:
         consensus = combined.images if combined is not None and stage.group else None
-        results = [optimise(images, stage, consensus) for images in seeds]
+        results = optimise(seeds, stage, consensus)
         seeds = [result.images for result in results]
         losses = [result.gradient_loss for result in results]
-        combined = combine(seeds, losses, gradient_loss, shard)
+        combined = combine(seeds, losses, gradient_losses, shard)
         trace.extend(min(step) for step in zip(*(result.trace for result in results)))
         iterations += sum(result.iterations for result in results)
         reports.append(
@@ -190,7 +203,7 @@ def run_mlco(
                 "choices": combined.choices,
             }
         )
-    final = optimise(combined.images, plan[-1], None)
+    final = optimise([combined.images], plan[-1], None)[0]
     trace.extend(final.trace)
     iterations += final.iterations
     reports.append({"name": plan[-1].name, "gradient_loss": final.gradient_loss})

@@ -8,7 +8,8 @@ Objective per seed:
     + alpha_tv TV(x') + alpha_l2 ||x'||_2                       (image fidelity)
     + alpha_BN sum_l ||mu_l(x') - mu_l||_2 + ||var_l(x') - var_l||_2   (BN prior: running or exact statistics)
     + alpha_group ||x' - E||_2                                  (group consistency)
-|G| seeds start from N(0, 1) in the input space and run side by side (`bench.engine.seed_group`). E is the
+|G| seeds start from N(0, 1) in the input space and run side by side, `seed_chunk` of them evaluated in one
+computation (all by default; `bench.engine.seed_group`, recorded in `extra`). E is the
 "lazy" consensus: the pixel-wise mean of the seeds' current batches, first formed after 5,000 of 20,000
 iterations and refreshed every 100 (the schedule the paper gives for its registered consensus, used here
 for the lazy one; the landmarks scale with the budget, see `schedule_landmarks`). Image registration
@@ -39,7 +40,7 @@ from bench.engine.distances import GradientDistance
 from bench.engine.loop import LoopConfig, Variables, iteration_budget, run_loop
 from bench.engine.objective import Objective, Weights
 from bench.engine.schedule import Schedule
-from bench.engine.seed_group import SeedGroup
+from bench.engine.seed_group import SeedGroup, check_seed_chunk
 from bench.engine.setup import AttackSetup, setup_attack
 from bench.errors import BenchError
 from bench.labels import known_or_recovered
@@ -60,6 +61,8 @@ class GradInversionConfig:
     signed False, boxed True: as in the breaching re-implementation.
     label_method: "yin", the paper's label restoration, used when the threat model hides the labels.
     output: "consensus" (the group's mean batch, the paper's reported result) or "best_seed".
+    seed_chunk: seeds evaluated in one computation (None: chosen by the device, see
+        `bench.engine.seed_group`; 1: one after another); bounds memory.
     """
 
     iterations: int = 20_000
@@ -78,10 +81,12 @@ class GradInversionConfig:
     boxed: bool = True
     label_method: str = "yin"
     output: Literal["consensus", "best_seed"] = "consensus"
+    seed_chunk: int | None = None
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
             raise BenchError(f"gradinversion needs at least one seed, got {self.seeds}")
+        check_seed_chunk(self.seed_chunk)
         if self.output not in ("consensus", "best_seed"):
             raise BenchError(f"gradinversion output must be consensus or best_seed, got {self.output!r}")
 
@@ -113,7 +118,7 @@ class GradInversion(Attack):
         iterations = iteration_budget(budget, cfg.iterations)
         labels, source = known_or_recovered(case, cfg.label_method)
         setup = setup_attack(case, self.device, self.collective)
-        group = SeedGroup(self.objective(setup), cfg.seeds)
+        group = SeedGroup(self.objective(setup), cfg.seeds, cfg.seed_chunk)
         generator = setup.generator(seed)
         images = torch.cat([setup.random_images(generator) for _ in range(cfg.seeds)])
         targets = group.stack(labels.to(setup.device))
@@ -158,6 +163,7 @@ class GradInversion(Attack):
                 "seed_losses": seed_losses,
                 "consensus_loss": consensus_loss,
                 "group_schedule": plan,
+                "seed_chunk": group.size,
             },
         )
 

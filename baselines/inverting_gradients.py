@@ -4,6 +4,8 @@ Minimises 1 - cosine similarity between the dummy and the leaked gradient (all l
 weighted subset) plus alpha_TV * TV(x') with Adam on the signed image gradient, a step schedule x0.1 at 3/8,
 5/8 and 7/8 of the run, and the images projected onto the valid box after every step. R restarts from
 N(0, 1) in the model's input space; the restart with the lowest final gradient loss (TV excluded) wins.
+Several restarts run side by side, `seed_chunk` of them evaluated in one computation (all by default;
+`bench.engine.seed_group`); each takes exactly the steps it takes alone.
 Labels: the known ones when the threat model gives them, else the iDLG rule for B = 1 (as the authors'
 code does) and a label-recovery method for larger batches (`label_method`, LLG by default); the authors'
 code optimises soft labels jointly in that case instead. `extra["labels"]` says which was used.
@@ -32,6 +34,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from bench.attack import Attack, Progress, Reconstruction, register_attack
 from bench.case import Case
 from bench.engine.distances import GradientDistance
@@ -39,6 +43,7 @@ from bench.engine.loop import LoopConfig, LoopResult, Variables, iteration_budge
 from bench.engine.objective import Objective, Weights
 from bench.engine.restarts import best_of_restarts
 from bench.engine.schedule import Schedule
+from bench.engine.seed_group import check_seed_chunk, group_or_none
 from bench.engine.setup import AttackSetup, setup_attack
 from bench.labels import known_or_recovered
 from bench.threat import Requirements
@@ -57,6 +62,8 @@ class InvertingGradientsConfig:
     signed, boxed: True (`signed=True, boxed=True`); distance "cosine" (`cost_fn='sim'`) over all layers
         (`indices='def'`, `weights='equal'`); `layers` / `layer_weights` select and weigh parameter tensors.
     label_method: used for B > 1 when labels are unknown (B = 1 uses the iDLG rule).
+    seed_chunk: restarts evaluated in one computation (None: chosen by the device, see
+        `bench.engine.seed_group`; 1: one after another); bounds memory.
     """
 
     iterations: int = 24_000
@@ -68,6 +75,10 @@ class InvertingGradientsConfig:
     layers: tuple[int, ...] | None = None
     layer_weights: tuple[float, ...] | None = None
     label_method: str = "llg"
+    seed_chunk: int | None = None
+
+    def __post_init__(self) -> None:
+        check_seed_chunk(self.seed_chunk)
 
 
 @register_attack(
@@ -94,14 +105,21 @@ class InvertingGradients(Attack):
             boxed=cfg.boxed,
         )
         generator = setup.generator(seed)
+        # the restarts' starting points, drawn one after another from the seed's generator
+        starts = [setup.random_images(generator) for _ in range(cfg.restarts)]
+        group = group_or_none(objective, cfg.restarts, cfg.seed_chunk)
 
         def restart(r: int) -> LoopResult:
-            # the restarts draw one after another from the seed's generator
             report = None if progress is None else (lambda i, loss: progress(r * iterations + i, loss))
-            variables = Variables(setup.random_images(generator), labels=labels)
-            return run_loop(objective, variables, loop, setup.box, progress=report)
+            return run_loop(objective, Variables(starts[r], labels=labels), loop, setup.box, progress=report)
 
-        best = best_of_restarts(restart, cfg.restarts)
+        if group is None:
+            best = best_of_restarts(restart, cfg.restarts)
+        else:
+            report = None if progress is None else (lambda i, loss: progress(i * cfg.restarts, loss))
+            variables = Variables(torch.cat(starts), labels=group.stack(labels))
+            runs = run_loop(group, variables, loop, setup.box, progress=report).per_seed()
+            best = best_of_restarts(lambda r: runs[r], cfg.restarts)
         return Reconstruction(
             images=setup.to_pixels(setup.whole_batch(best.result.images)),
             labels=all_labels,
@@ -112,6 +130,7 @@ class InvertingGradients(Attack):
                 "labels": source,
                 "restart": best.index,
                 "restart_losses": best.losses,
+                "seed_chunk": 1 if group is None else group.size,
             },
         )
 

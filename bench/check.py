@@ -26,6 +26,7 @@ import torch
 from bench.attack import ATTACKS
 from bench.errors import BenchError
 from bench.labels import LABELS
+from bench.leaderboard.aggregate import GAIN_METRIC
 from bench.metrics import METRICS, MetricConfig
 from bench.files import write_atomic
 from bench.record import Record
@@ -35,7 +36,6 @@ from bench.sweep import Cell, expand, load_sweep_file
 SUITE_DIR = Path(__file__).resolve().parent / "presets" / "check"
 REFERENCE = SUITE_DIR / "reference.json"
 TOLERANCES = {"psnr_gain": 1.5, "label_acc": 0.02}
-FLOOR_GAIN = "psnr_gain"
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def compare(records: list[Record], reference: dict) -> list[Verdict]:
             tol = tolerances.get(metric, 0.0)
             higher = METRICS.get(metric).info.get("better", "higher") == "higher"
             worse = value < ref - tol if higher else value > ref + tol
-            at_floor = metric == FLOOR_GAIN and ref > 0 >= value
+            at_floor = metric == GAIN_METRIC and ref > 0 >= value
             verdicts.append(Verdict(key, metric, ref, value, worse or at_floor, "back at the floor" if at_floor else ""))
     return verdicts
 

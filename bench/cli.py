@@ -1,4 +1,4 @@
-"""Command line: `python -m bench run|ls|case|leaderboard|check ...` (the `bench` console script is the same)."""
+"""Command line: `python -m bench run|ls|case|leaderboard|claims|check ...` (the `bench` console script is the same)."""
 
 from __future__ import annotations
 
@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--label-methods", type=_names, help="label-recovery methods for --track labels ('all' for every method)")
     run.add_argument("--resume", action="store_true", help="skip runs already recorded as ok in the output folder")
     run.add_argument("--no-images", action="store_true", help="do not write the PNG grid of each run")
+    run.add_argument("--per-run", action="store_true", help="end with one row per run instead of the comparison over seeds")
     run.add_argument("--preset", help="shipped sweep: smoke, quick (default), paper")
     run.add_argument("--config", help="YAML sweep file (fields of bench.sweep.Sweep)")
     run.add_argument("--budget", type=_scalar, help="iterations per attack (default: the preset's)")
@@ -150,12 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("folder")
 
     board = sub.add_parser("leaderboard", help="render tables (and plots) from a folder of records")
-    board.add_argument("--runs", required=True, help="folder of records (subfolders included)")
+    board.add_argument("--runs", required=True, nargs="+", metavar="DIR", help="folder(s) of records, subfolders included (tables: all together; --site: one page each)")
     board.add_argument("--format", default="md", choices=("md", "latex", "csv", "html"))
     board.add_argument("--out", help="file, or folder for leaderboard.<ext>, to write (default: stdout)")
-    board.add_argument("--plots", help="folder for PNG plots and per-attack image grids")
+    board.add_argument("--plots", help="folder for PNG plots (with index.md) and per-attack image grids")
+    board.add_argument("--site", help="folder for a static site: an index and one page per runs folder")
     board.add_argument("--metrics", type=_names, help="metrics of the attack tables, comma-separated (default psnr)")
     board.add_argument("--columns", choices=("batch_size", "repetition"), help="column axis of the attack tables (default batch_size)")
+
+    claims = sub.add_parser("claims", help="render the paper-claims table from the published records")
+    claims.add_argument("--board", default="leaderboard", help="folder holding records/ (default: leaderboard)")
+    claims.add_argument("--out", help="file to write (default: stdout)")
 
     check = sub.add_parser("check", help="regression gate: a small deterministic suite against committed references")
     check.add_argument("--update", action="store_true", help="rewrite the reference values from the current code")

@@ -25,6 +25,8 @@ from bench.case import BatchNormStats, Case, Secret
 from bench.client_memory import checkpointed, leak_in_chunks
 from bench.data import ImageSource, open_dataset
 from bench.defenses import DPSGD, Defense
+from bench.distributed.client import distributed_leak
+from bench.engine.collective import shard_for
 from bench.errors import BenchError
 from bench.loss import LossSpec
 from bench.models import Architecture, batchnorm_layers, classifier_names, watch_bn_inputs
@@ -78,9 +80,6 @@ def fedsgd_gradient(
     shard of the batch, BN statistics and gradients are the whole batch's (bench.distributed.client).
     """
     if collective is not None and collective.world_size > 1:
-        from bench.distributed.client import distributed_leak
-        from bench.engine.collective import shard_for
-
         shard = shard_for(scenario.batch_size, collective)
         return distributed_leak(model, shard.take(inputs), shard.take(targets), loss, shard)
     if scenario.client_memory == "full":

@@ -24,6 +24,7 @@ from bench.distributed.launch import (
     world_size_from_env,
 )
 from bench.errors import BenchError
+from bench.files import write_atomic
 from bench.labels import LABELS
 from bench.metrics import METRICS, MetricConfig
 from bench.models import MODELS
@@ -36,6 +37,7 @@ from bench.threat import ThreatModel
 from bench.update import ClientUpdate
 
 DEFAULT_PRESET = "quick"
+PER_RUN_TABLE = "runs.txt"  # beside the records: one row per run of the last `bench run` into the folder
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -117,12 +119,24 @@ def summary_table(records: list[Record]) -> str:
     return tabulate(rows, headers=headers)
 
 
-def floor_tables(records: list[Record]) -> str:
-    """The runs' gain over the prior floor, averaged over seeds: one table per setting, floor rows included."""
-    from bench.leaderboard import aggregate, render
+def comparison(records: list[Record]) -> str:
+    """The leaderboard's tables of a run's records: methods x batch size (label track: x repetition rate),
+    mean ± 95% CI over seeds, n_ok/n_total, prior-floor rows among the attacks when they ran."""
+    from bench.leaderboard import board_tables, render
 
-    tables = aggregate(records, rows="attack", columns="batch_size", metric="psnr_gain")
-    return "\n" + render(tables, "md") if tables else ""
+    return render(board_tables(records), "md").rstrip() if records else ""
+
+
+def where_to_find(records: list[Record], out_dir: Path) -> str:
+    """Write the per-run table beside the records (`runs.txt`) and say where it and the site can be had."""
+    per_run = out_dir / PER_RUN_TABLE
+    try:
+        write_atomic(per_run, summary_table(records) + "\n")
+        lines = [f"per-run table: {per_run} (--per-run prints it instead of the comparison)"]
+    except OSError as err:
+        lines = [f"per-run table not written ({per_run}: {err.strerror or err}); --per-run prints it"]
+    lines.append(f"site: python -m bench leaderboard --runs {out_dir} --site site")
+    return "\n".join(lines)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -164,11 +178,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             records = run_cells(cells, out_dir, options, progress)
         finally:
             progress.close()
-    print(summary_table(records))
-    if sweep.track == "attacks":
-        print(floor_tables(records), end="")
+    print(summary_table(records) if args.per_run else comparison(records))
     counts = {s: sum(r.status == s for r in records) for s in ("ok", "failed", "skipped")}
     print(f"{counts['ok']}/{len(records)} ok, {counts['failed']} failed, {counts['skipped']} skipped; records in {out_dir}")
+    print(where_to_find(records, out_dir))
     for r in records:
         if r.status == "failed":
             print(f"failed: {r.config.get('attack') or r.config.get('label_method')} ({r.run_id}): {r.error}")
@@ -203,10 +216,27 @@ def cmd_case(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from bench.leaderboard import views_for, write_leaderboard
 
-    # args.out stays a string: a trailing slash means "folder" and Path() would drop it.
-    text = write_leaderboard(
-        args.runs, args.out, args.format, plots_dir=args.plots, views=views_for(args.metrics, args.columns)
-    )
+    views = views_for(args.metrics, args.columns)
+    if args.site is not None:
+        from bench.leaderboard.site import check_site_folder, write_site
+
+        check_site_folder(Path(args.site))  # before any work
+    if args.site is None or args.out is not None or args.plots is not None:
+        # args.out stays a string: a trailing slash means "folder" and Path() would drop it.
+        text = write_leaderboard(args.runs, args.out, args.format, plots_dir=args.plots, views=views)
+        if args.out is None and args.site is None:
+            print(text, end="")
+    if args.site is not None:
+        print(f"site: {write_site(args.runs, args.site, views)}")
+    return 0
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    from bench.leaderboard.claims import write_claims
+
+    if not Path(args.board).is_dir():
+        raise BenchError(f"board folder {args.board} does not exist (pass --board with the folder holding records/)")
+    text = write_claims(args.board, args.out)
     if args.out is None:
         print(text, end="")
     return 0

@@ -58,6 +58,8 @@ class Sweep:
     `defenses`, `local_steps` and `clients` are axes of every client's update (bench.update); a defense is
     written `name` or `name(value, key=value)` (bench.defenses), e.g. [none, "dp(clip=1, sigma=0.5)", "prune(0.9)"].
     Each field's annotation is its rule (bench.typed), checked on construction, whatever the source.
+    `model_seed` fixes the model's weights (and what `train_steps` trains from) across seeds, so that seeds
+    vary only the client's batch; None draws them from each seed.
     """
 
     name: str = "custom"
@@ -82,6 +84,7 @@ class Sweep:
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     weights: Name | None = None
     train_steps: NonNegative = 0
+    model_seed: Seed | None = None
     client_memory: Literal["full", "low"] = "full"
     infeasible: Literal["refuse", "skip"] = "refuse"
     defenses: Axis[Name] = ("none",)
@@ -218,6 +221,7 @@ def scenarios(sweep: Sweep) -> Iterator[Scenario]:
             model_options=sweep.options_for(model),
             weights=sweep.weights,
             train_steps=sweep.train_steps,
+            model_seed=sweep.model_seed,
             threat=ThreatModel(labels_known=bool(labels_known), bn_stats=bn_stats, update=update),
             bn_mode=sweep.bn_mode,
             client_memory=sweep.client_memory,

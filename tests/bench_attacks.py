@@ -9,16 +9,25 @@ included) and reports in extra_info:
 - ratio_per_iteration: the marginal cost of one more iteration, (t(budget=5) - t(budget=1)) / 4, over the
   floor (L-BFGS makes up to 20 evaluations per step; GradInversion advances 8 seeds per step).
 
+`test_seed_batching` compares 8 seeds evaluated as one computation with one seed (per seed-iteration, at
+B = 1, 4 and 16 in one run, CPU seconds on one thread with the measurements interleaved, so a busy machine
+slows both alike); `test_seed_batching_memory` measures how an iteration's peak memory grows with the
+seeds evaluated together; `test_combination_share` the share of an MLCO run spent in the greedy
+combination.
+
 Run: pytest tests/bench_attacks.py -m benchmark --benchmark-enable
 """
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
 import time
 
 import pytest
 import torch
+import torch.multiprocessing as mp
 
 import attacks  # noqa: F401
 import baselines  # noqa: F401
@@ -26,9 +35,11 @@ import baselines.dlg  # noqa: F401
 import baselines.gradinversion  # noqa: F401
 import baselines.idlg  # noqa: F401
 import baselines.inverting_gradients  # noqa: F401
+from attacks import mlco
 from bench.attack import ATTACKS, create_attack
 from bench.client import simulate
 from bench.engine.distances import GradientDistance
+from bench.engine.seed_group import SeedGroup
 from bench.engine.setup import setup_attack
 from bench.plugins import load_plugins
 from bench.scenario import Scenario
@@ -97,3 +108,114 @@ def test_iteration_cost_against_the_floor(benchmark, cases, name, case_name):
         ratio_per_iteration=max(five - once, 0.0) / 4 / floor,
     )
     benchmark.pedantic(attack.reconstruct, args=(case,), kwargs={"budget": 1, "seed": 0}, rounds=3, iterations=1)
+
+
+# ---- seeds as one computation ---------------------------------------------------------------------------
+
+SEEDS = 8
+
+
+def _convnet16(batch_size: int, image_size: int = 32, width: int = 16):
+    threat = ThreatModel(labels_known=True, bn_stats="exact")
+    scenario = Scenario(model="convnet", model_options={"width": width}, image_size=image_size,
+                        batch_size=batch_size, seed=0, threat=threat)  # fmt: skip
+    return simulate(scenario)[0]
+
+
+def _cpu_seconds(fn) -> float:
+    start = time.process_time()
+    fn()
+    return time.process_time() - start
+
+
+def test_seed_batching(benchmark):
+    """GradInversion's iteration, 8 seeds together against 1 seed: (t_8 / 8) / t_1, from the marginal cost
+    of 3 more iterations, interleaved over 5 repeats (median)."""
+    rows = {}
+    for batch_size in (1, 4, 16):
+        case = _convnet16(batch_size)
+        attacks = {g: create_attack("gradinversion", seeds=g) for g in (1, SEEDS)}
+
+        def per_iteration(g: int) -> float:
+            run = attacks[g].reconstruct
+            return (_cpu_seconds(lambda: run(case, budget=4, seed=0)) - _cpu_seconds(lambda: run(case, budget=1, seed=0))) / 3
+
+        per_iteration(1), per_iteration(SEEDS)  # warm-up
+        pairs = [(per_iteration(1), per_iteration(SEEDS)) for _ in range(5)]
+        ratios = [many / SEEDS / one for one, many in pairs]
+        rows[batch_size] = {
+            "ratio_per_seed_iteration": statistics.median(ratios),
+            "ratios": ratios,
+            "single_cpu_s_per_iteration": statistics.median(one for one, _ in pairs),
+        }
+    benchmark.extra_info.update(seeds=SEEDS, model="convnet width 16 at 32 px", threads=torch.get_num_threads(),
+                                load_average_1min=os.getloadavg()[0], by_batch_size=rows)  # fmt: skip
+    print(json.dumps(benchmark.extra_info, indent=1))
+    case = _convnet16(4)
+    benchmark.pedantic(create_attack("gradinversion").reconstruct, args=(case,), kwargs={"budget": 1}, rounds=1)
+
+
+def _memory_rank(seeds: int, chunk: int | None, batch_size: int, out: str) -> None:
+    torch.set_num_threads(1)
+    case = _convnet16(batch_size)
+    setup = setup_attack(case)
+    base = create_attack("gradinversion").objective(setup)
+    group = SeedGroup(base, seeds, chunk)
+    images = torch.cat([setup.random_images(setup.generator(s)) for s in range(seeds)]).requires_grad_(True)
+    labels = group.stack(setup.labels())
+
+    def step() -> None:
+        images.grad = None
+        group.differentiate(images, labels, None, [images])
+
+    step()  # warm-up
+    with open("/proc/self/clear_refs", "w") as handle:  # "5" resets VmHWM, the peak RSS
+        handle.write("5")
+    before = _status_kib("VmRSS")
+    step()
+    with open(out, "w") as handle:
+        json.dump({"peak_rise_mb": (_status_kib("VmHWM") - before) / 1024}, handle)
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith(field + ":"))
+
+
+def test_seed_batching_memory(benchmark, tmp_path, monkeypatch):
+    """Peak-memory rise of one iteration (B = 4) for G seeds together, and for 8 seeds in chunks of 2; each
+    in a fresh process, blocks of 64 KiB and more returned to the OS when freed (see bench_distributed)."""
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    rows = {}
+    for seeds, chunk in [(1, None), (2, None), (4, None), (8, None), (8, 2), (8, 1)]:
+        out = tmp_path / f"{seeds}-{chunk}.json"
+        mp.start_processes(_memory_rank, args=(seeds, chunk, 4, str(out)), nprocs=1, start_method="spawn")
+        rows[f"G={seeds} chunk={chunk or seeds}"] = json.loads(out.read_text())["peak_rise_mb"]
+    benchmark.extra_info.update(batch_size=4, model="convnet width 16 at 32 px", peak_rise_mb=rows)
+    print(json.dumps(benchmark.extra_info, indent=1))
+    benchmark.pedantic(lambda: None, rounds=1)
+
+
+def test_combination_share(benchmark, monkeypatch):
+    """Share of an E2EGI (MLCO) run's CPU seconds spent in the greedy combination, at B = 4 and B = 64
+    (ConvNet width 8 at 16 px, budget 48: 9 combinations of 8 seeds)."""
+    spent = [0.0]
+    combine = mlco.combine
+
+    def timed(*args, **kwargs):
+        start = time.process_time()
+        try:
+            return combine(*args, **kwargs)
+        finally:
+            spent[0] += time.process_time() - start
+
+    monkeypatch.setattr(mlco, "combine", timed)
+    rows = {}
+    for batch_size in (4, 64):
+        case = _convnet16(batch_size, image_size=16, width=8)
+        spent[0] = 0.0
+        total = _cpu_seconds(lambda: create_attack("e2egi").reconstruct(case, budget=48, seed=0))
+        rows[batch_size] = {"run_cpu_s": total, "combination_cpu_s": spent[0], "share": spent[0] / total}
+    benchmark.extra_info.update(model="convnet width 8 at 16 px", budget=48, by_batch_size=rows)
+    print(json.dumps(benchmark.extra_info, indent=1))
+    benchmark.pedantic(lambda: None, rounds=1)

@@ -45,7 +45,19 @@ def test_case_make_and_show(tmp_path):
 def test_run_noise_writes_records_and_table(tmp_path):
     out = bench("run", "--attacks", "noise", "--preset", "smoke", "--seeds", "0,1", "--out", str(tmp_path / "r"))
     assert out.returncode == 0, out.stderr
-    assert "PSNR" in out.stdout and "noise" in out.stdout
+    # the end of a run is the comparison over seeds: one row per attack, the seeds in one cell
+    lines = out.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("| attack (psnr ↑)"))
+    assert "B=2" in lines[header] and lines[header + 2].startswith("| noise ") and " ± " in lines[header + 2]
+    assert not lines[header + 3].startswith("|")  # one row: the two seeds are averaged, not listed
+    assert "2 runs: 2 ok, 0 failed, 0 skipped" in out.stdout
+    per_run = tmp_path / "r" / "runs.txt"
+    assert f"per-run table: {per_run}" in out.stdout and f"--runs {tmp_path / 'r'} --site" in out.stdout
+    assert "PSNR" in per_run.read_text() and per_run.read_text().count("noise") == 2
+    again = bench("run", "--attacks", "noise", "--preset", "smoke", "--seeds", "0,1", "--out", str(tmp_path / "r"),
+                  "--resume", "--per-run")  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "PSNR" in again.stdout and again.stdout.count("noise") >= 2 and "attack (psnr" not in again.stdout
     records = sorted((tmp_path / "r").glob("*.json"))
     assert len(records) == 2
     data = json.loads(records[0].read_text())

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from bench.case import load_case, load_secret, save_case
-from bench.client import simulate
+from bench.client import leak, simulate
 from bench.distributed import (
     SynchronisedBatchNorm,
     close_world,
@@ -142,7 +142,10 @@ def client_update(case, secret, collective) -> dict[str, torch.Tensor]:
     model = case.build_model("cpu")
     inputs = case.normalization.normalize(secret.images)
     shard = shard_for(case.batch_size, collective)
-    gradients, bn_stats = distributed_leak(model, shard.take(inputs), shard.take(secret.labels), case.loss, shard)
+    if shard.distributed:
+        gradients, bn_stats = distributed_leak(model, shard.take(inputs), shard.take(secret.labels), case.loss, shard)
+    else:
+        gradients, bn_stats = leak(model, inputs, secret.labels, case.loss)
     out = {f"grad/{k}": v for k, v in gradients.items()}
     for name, stats in bn_stats.items():
         out[f"bn/{name}/mean"], out[f"bn/{name}/var"] = stats.mean, stats.var
@@ -262,8 +265,6 @@ def test_distributed_client_equals_single_process_client(world_results, case_nam
 def test_shard_statistics_differ_from_whole_batch(world_results) -> None:
     """Guards the comparison above: rank 0's own statistics would fail it."""
     case, secret = world_results["cases"]["train4"]
-    from bench.client import leak
-
     model = case.build_model("cpu")
     inputs = case.normalization.normalize(secret.images)
     _, rank0_only = leak(model, inputs[:2], secret.labels[:2], case.loss)

@@ -38,6 +38,11 @@ def batch_loss(setup):
     return lambda images: objective.gradient_loss(images, labels)
 
 
+def each(loss):
+    """A batch loss applied to every candidate batch in turn (what `combine` evaluates per slot)."""
+    return lambda batches: [loss(batch) for batch in batches]
+
+
 def tiny_case(seed: int = 0, labels_known: bool = True, **changes):
     scenario = Scenario(
         **{**TINY, **changes}, seed=seed, threat=ThreatModel(labels_known=labels_known, bn_stats="exact")
@@ -122,7 +127,7 @@ def test_combination_never_worse_than_the_best_seed(batch, n_seed, seed, shuffle
     losses = [loss(c) for c in candidates]
     if shuffled_losses:  # the start seed chosen from stale losses: still no worse than that seed
         losses = losses[::-1]
-    result = combine(candidates, losses, loss, Shard.whole(batch))
+    result = combine(candidates, losses, each(loss), Shard.whole(batch))
     start = min(range(n_seed), key=lambda s: losses[s])
     assert result.start_seed == start
     assert result.gradient_loss <= loss(candidates[start])
@@ -149,7 +154,7 @@ def test_combination_matches_a_plain_rederivation():
         best = min(options, key=lambda o: o[0])
         if best[0] < loss(current):
             current = best[1]
-    assert torch.equal(combine(candidates, losses, loss, Shard.whole(4)).images, current)
+    assert torch.equal(combine(candidates, losses, each(loss), Shard.whole(4)).images, current)
 
 
 @pytest.mark.parametrize("bn_mode", ["train", "eval"])
@@ -161,7 +166,7 @@ def test_combination_on_real_gradient_losses(bn_mode):
         g = setup.generator(seed)
         candidates = [setup.random_images(g) for _ in range(4)]
         losses = [loss(c) for c in candidates]
-        result = combine(candidates, losses, loss, setup.shard)
+        result = combine(candidates, losses, each(loss), setup.shard)
         assert result.gradient_loss <= min(losses)
         assert result.gradient_loss == pytest.approx(loss(result.images), abs=1e-6)
 
@@ -186,7 +191,7 @@ def test_combination_picks_a_planted_true_image():
                     candidates[s][slot] = truth[slot]
             losses = [loss(c) for c in candidates]
             assert min(losses) == losses[0] and losses[0] > 0.1
-            result = combine(candidates, losses, loss, setup.shard)
+            result = combine(candidates, losses, each(loss), setup.shard)
             assert result.choices == [planted if i == slot else 0 for i in range(case.batch_size)]
             assert torch.equal(result.images, truth)
             assert result.gradient_loss < 1e-5
@@ -230,7 +235,7 @@ def test_sharded_combination_equals_the_single_process_one(world_size):
     candidates = [torch.randn(batch, 1, 2, 2, generator=g) for _ in range(n_seed)]
     loss = coupled_loss(target)
     losses = [loss(c) for c in candidates]
-    solo = combine(candidates, losses, loss, Shard.whole(batch))
+    solo = combine(candidates, losses, each(loss), Shard.whole(batch))
 
     collective = ThreadCollective(world_size)
     results: dict[int, object] = {}
@@ -244,7 +249,7 @@ def test_sharded_combination_equals_the_single_process_one(world_size):
             whole[start:stop] = rows
             return loss(shard.collective.all_sum_values(whole))
 
-        results[rank] = combine([c[start:stop] for c in candidates], losses, sharded_loss, shard)
+        results[rank] = combine([c[start:stop] for c in candidates], losses, each(sharded_loss), shard)
 
     threads = [threading.Thread(target=rank_main, args=(r,)) for r in range(world_size)]
     for t in threads:
@@ -274,16 +279,19 @@ def test_final_stage_starts_from_the_latest_combination(monkeypatch):
     loss = coupled_loss(target)
     calls = []
 
-    def optimise(images: torch.Tensor, stage: Stage, consensus: torch.Tensor | None) -> LoopResult:
+    def optimise_one(images: torch.Tensor, stage: Stage, consensus: torch.Tensor | None) -> LoopResult:
         calls.append((stage.name, images.clone(), None if consensus is None else consensus.clone()))
         # a stand-in for the inversion: move halfway toward the target, with a seed-specific twist
         moved = images * 0.5 + 0.1 * torch.randn(images.shape, generator=gen)
         return LoopResult(moved, None, loss(moved), [loss(moved)] * stage.iterations, stage.iterations)
 
+    def optimise(seeds: list[torch.Tensor], stage: Stage, consensus: torch.Tensor | None) -> list[LoopResult]:
+        return [optimise_one(images, stage, consensus) for images in seeds]
+
     gen = torch.Generator().manual_seed(0)
     seeds = [torch.randn(3, 1, 2, 2, generator=gen) for _ in range(4)]
     plan = stage_plan(100, LR, LR_END)
-    result = run_mlco(seeds, plan, optimise, loss, Shard.whole(3))
+    result = run_mlco(seeds, plan, optimise, each(loss), Shard.whole(3))
 
     rounds = len(plan) - 2
     assert len(combinations) == rounds + 1  # after init and after every round
@@ -302,8 +310,10 @@ def test_final_stage_starts_from_the_latest_combination(monkeypatch):
     assert [r["name"] for r in result.stages] == [s.name for s in plan]
 
 
-def test_attack_final_run_starts_from_the_latest_combination(monkeypatch):
-    """The real attack, spied on: what each engine loop starts from, and the combinations made."""
+@pytest.mark.parametrize("seed_chunk", [None, 1])
+def test_attack_final_run_starts_from_the_latest_combination(monkeypatch, seed_chunk):
+    """The real attack, spied on: what each engine loop starts from, and the combinations made. The seeds
+    of a stage run as one loop over their stack (seed_chunk None) or one loop each (seed_chunk 1)."""
     combinations, loops = [], []
     real_combine, real_loop = mlco.combine, e2egi.run_loop
 
@@ -313,13 +323,15 @@ def test_attack_final_run_starts_from_the_latest_combination(monkeypatch):
         return result
 
     def spy_loop(objective, variables, config, box=None, consensus=None, generator=None, progress=None):
-        loops.append((variables.images.clone(), config.noise, objective.weights.group, consensus))
+        weights = getattr(objective, "base", objective).weights
+        for images in variables.images.clone().chunk(objective.seeds):
+            loops.append((images, config.noise, weights.group, consensus))
         return real_loop(objective, variables, config, box, consensus, generator, progress)
 
     monkeypatch.setattr(mlco, "combine", spy_combine)
     monkeypatch.setattr(e2egi, "run_loop", spy_loop)
     case, _ = tiny_case(3, batch_size=2)
-    create_attack("e2egi").reconstruct(case, budget=10, seed=0)
+    create_attack("e2egi", seed_chunk=seed_chunk).reconstruct(case, budget=10, seed=0)
     plan = stage_plan(10, LR, LR_END)
     assert len(loops) == 8 * (len(plan) - 1) + 1 and len(combinations) == len(plan) - 1
     start, noise, group, consensus = loops[-1]
@@ -366,7 +378,10 @@ def test_attack_end_to_end_with_known_labels():
     assert stages[-1]["gradient_loss"] <= stages[-2]["combined_loss"]
     assert rec.extra["gradient_loss"] == stages[-1]["gradient_loss"]
     assert rec.iterations == 8 * sum(s.iterations for s in plan[:-1]) + plan[-1].iterations
-    assert seen == list(range(1, rec.iterations + 1))
+    # the seeds of a stage advance together: 8 seed-iterations per report, then the final stage's one
+    per_seed = sum(s.iterations for s in plan[:-1])
+    assert seen == list(range(8, 8 * per_seed + 1, 8)) + list(range(8 * per_seed + 1, rec.iterations + 1))
+    assert rec.extra["seed_chunk"] == 8
     assert len(rec.loss_trace) == sum(s.iterations for s in plan)
 
 

@@ -133,6 +133,7 @@ class Quadratic:
     scale: torch.Tensor | None = None
     shard: Shard = field(default_factory=lambda: Shard.whole(1))
     seen_consensus: list = field(default_factory=list)
+    seeds = 1
 
     def value(self, x: torch.Tensor) -> torch.Tensor:
         scale = torch.ones_like(x) if self.scale is None else self.scale
@@ -143,8 +144,16 @@ class Quadratic:
         value = self.value(inputs)
         return Evaluation(backward=value, gradient_loss=float(value.detach()), total=float(value.detach()))
 
+    def differentiate(self, inputs, targets, consensus, leaves) -> Evaluation:
+        evaluation = self.evaluate(inputs, targets, consensus)
+        evaluation.backward.backward(inputs=leaves)
+        return evaluation
+
     def gradient_loss(self, inputs, targets) -> float:
         return float(self.value(inputs).detach())
+
+    def seed_losses(self, inputs, targets) -> list[float]:
+        return [self.gradient_loss(inputs, targets)]
 
 
 def _start(values) -> Variables:

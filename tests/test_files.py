@@ -77,7 +77,7 @@ def test_records_images_and_cases_follow_the_umask(tmp_path: Path, umask_027, sm
     out = tmp_path / "runs"
     assert main(["run", "--preset", "smoke", "--attacks", "noise", "--out", str(out)]) == 0
     written = sorted(out.iterdir())
-    assert {p.suffix for p in written} == {".json", ".png"}
+    assert {p.suffix for p in written} == {".json", ".png", ".txt"}  # records, their images, runs.txt
     assert {_mode(p) for p in written} == {0o640}  # 0o666 & ~0o027, as any tool would create them
     write_atomic(tmp_path / "board.md", "text")
     assert _mode(tmp_path / "board.md") == 0o640

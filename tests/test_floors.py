@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from bench.attack import create_attack
+from bench.attack import ATTACKS, create_attack
 from bench.client import simulate
 from bench.data import mean as mean_module
 from bench.data.mean import mean_image, sample_mean
 from bench.floors import FLOORS, floor_metrics, floor_psnrs
-from bench.leaderboard.aggregate import REFERENCE_ROLES
+from bench.leaderboard.aggregate import reference_role
 from bench.metrics import MetricConfig, psnr
 from bench.normalization import Normalization
 from bench.runner import RunOptions, run_cells
@@ -92,7 +92,8 @@ def test_floor_metrics_take_the_stronger_floor():
 
 
 def test_the_leaderboard_knows_the_floors():
-    assert {name for name, role in REFERENCE_ROLES.items() if role == "floor"} == set(FLOORS)
+    assert {name for name in ATTACKS.names() if reference_role(name) == "floor"} == set(FLOORS)
+    assert reference_role("noise") == "random start" and reference_role("dlg") is None
 
 
 class TwoClasses:

@@ -165,15 +165,20 @@ def plain_ranking(scores: list[float], batch: int) -> list[int]:
     return sorted(ranking[i] if i < len(ranking) else ranking[0] for i in range(batch))
 
 
-def plain_ilrg_counts(case: Case) -> tuple[np.ndarray, list[int]]:
+def plain_ilrg_counts(case: Case, outlier_ratio: float = ilrg.OUTLIER_RATIO) -> tuple[np.ndarray, list[int]]:
     dW = case.gradients["1.weight"].double().numpy()
     db = case.gradients["1.bias"].double().numpy()
     W = case.model_state["1.weight"].double().numpy()
     b = case.model_state["1.bias"].double().numpy()
     N, B = case.num_classes, case.batch_size
+    E = [dW[n] / db[n] for n in range(N)]
+    norms = [float(np.sqrt(sum(x * x for x in e))) for e in E]
+    median = sorted(norms)[(N - 1) // 2]  # torch's median: the lower middle value
+    kept = [n for n in range(N) if norms[n] <= outlier_ratio * median]
+    typical = [sum(E[n][f] for n in kept) / len(kept) for f in range(len(E[0]))]
     P = np.zeros((N, N))
     for n in range(N):
-        logits = W @ (dW[n] / db[n]) + b
+        logits = W @ np.array(E[n] if n in kept else typical) + b
         P[n] = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
     A = [[1.0] * N]
     values = [float(B)]
@@ -181,13 +186,14 @@ def plain_ilrg_counts(case: Case) -> tuple[np.ndarray, list[int]]:
         A.append([P[j][i] - (1.0 if j == i else 0.0) for j in range(N)])
         values.append(B * db[i])
     k = np.linalg.pinv(np.array(A)) @ np.array(values)
-    clipped = [min(max(x, 0.0), B) for x in k]
-    rounded = [float(round(x)) for x in clipped]
+    estimate = [max(x, 0.0) for x in k]
+    estimate = [0.0 if round(x) > B else x for x in estimate]
+    rounded = [float(round(x)) for x in estimate]
     while sum(rounded) > B:
-        i = max((n for n in range(N) if rounded[n] > 0), key=lambda n: rounded[n] - clipped[n])
+        i = max((n for n in range(N) if rounded[n] > 0), key=lambda n: rounded[n] - estimate[n])
         rounded[i] -= 1
     while sum(rounded) < B:
-        i = min(range(N), key=lambda n: rounded[n] - clipped[n])
+        i = min(range(N), key=lambda n: rounded[n] - estimate[n])
         rounded[i] += 1
     return k, [n for n in range(N) for _ in range(int(rounded[n]))]
 
@@ -258,6 +264,22 @@ def test_ilrg_matches_plain_rederivation_with_repeats(seed):
     np.testing.assert_allclose(solved.numpy(), counts, rtol=1e-6, atol=1e-8)
 
 
+def test_ilrg_guards_a_near_zero_bias_gradient_like_the_plain_rederivation():
+    case, _ = closed_form_case(REPEATED, seed=1)
+    case.gradients["1.bias"][7] = 1e-7  # class 7's (p - y) terms cancel: its embedding explodes
+    weight_grad, bias_grad = case.gradients["1.weight"].double(), case.gradients["1.bias"].double()
+    norms = (weight_grad / bias_grad[:, None]).norm(dim=1)
+    assert norms[7] > 1000 * norms.median()
+    assert recover_labels("ilrg", case).tolist() == plain_ilrg_counts(case)[1]
+    guarded = ilrg.class_embeddings(weight_grad, bias_grad)
+    others = [n for n in range(10) if n != 7]
+    torch.testing.assert_close(guarded[7], guarded[others].mean(0))
+    torch.testing.assert_close(guarded[others], weight_grad[others] / bias_grad[others, None])
+    # without the guard the same case is solved differently
+    unguarded = plain_ilrg_counts(case, outlier_ratio=float("inf"))[1]
+    assert unguarded != plain_ilrg_counts(case)[1]
+
+
 def test_ilrg_counts_are_exact_when_classes_share_features_of_an_untrained_layer():
     # every sample of a class has the same feature vector; small weights keep p close to uniform
     gen = torch.Generator().manual_seed(5)
@@ -278,6 +300,9 @@ def test_ilrg_rounding_fixes_the_total_one_unit_at_a_time():
     assert ilrg.round_counts(torch.tensor([2.6, 2.6, 2.6, 0.2], dtype=torch.float64), 8).tolist() == [2, 3, 3, 0]
     # all clipped to zero: one unit at a time to the counts rounded down the most
     assert ilrg.round_counts(torch.tensor([-1.0, 0.4, 0.3], dtype=torch.float64), 3).tolist() == [1, 1, 1]
+    # the authors' rule: a count that rounds above B is a failed estimate and becomes 0 (a clamp gave B)
+    counts = torch.tensor([67.95, 3.2, 1.4, -0.6, 58.6], dtype=torch.float64)
+    assert ilrg.round_counts(counts, 64).tolist() == [0, 3, 2, 0, 59]
 
 
 def test_llg_star_estimate_equals_full_backward_passes_on_dummy_batches():
@@ -555,3 +580,35 @@ def test_resnet18_at_high_repetition(photos):
     for method, bound in BOUNDS_RESNET18_R09.items():
         assert mean[method] >= bound, (method, mean)
     assert max(mean["yin"], mean["idlg"]) <= UNIQUE_CEILING_RESNET18_R09, mean
+
+
+# The case that exposed iLRG's count rule: untrained ResNet-18 at 32 px, N = 100, B = 64, r = 0.5, seed 2.
+# Class 93 (2 samples) has db = 1.6e-4, the smallest; its embedding is 213x the median norm and the solve
+# gives it 67.95 of 64 labels. Clamped to B (the old rule) it took every label: accuracy 0.078.
+ILRG_CASE = dict(
+    model="resnet18", image_size=32, batch_size=64, repetition=0.5, label_source="model", num_classes=100, seed=2
+)
+
+
+def ilrg_case_accuracy(case: Case, secret, outlier_ratio: float, rounding) -> float:
+    counts = rounding(ilrg.estimate_counts(case, outlier_ratio), case.batch_size)
+    return count_accuracy(secret.labels, torch.repeat_interleave(torch.arange(case.num_classes), counts))
+
+
+def clamped_to_b(counts: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """The old rule: a count above B clamped to B, then the same rounding."""
+    return ilrg.round_counts(counts.clamp(max=batch_size), batch_size)
+
+
+def test_ilrg_on_a_near_zero_bias_gradient_of_an_untrained_resnet18():
+    from bench.client import simulate
+    from bench.scenario import Scenario
+
+    case, secret = simulate(Scenario(**ILRG_CASE))
+    _, bias_grad = case.classifier_gradients()
+    assert int(bias_grad.abs().argmin()) == 93 and abs(float(bias_grad[93])) < 2e-4
+    assert float(ilrg.estimate_counts(case, float("inf"))[93]) > 64
+    # measured: clamped 0.078; the authors' zero rule alone 0.906; with the guard 1.0
+    assert ilrg_case_accuracy(case, secret, float("inf"), clamped_to_b) < 0.1
+    assert 0.85 <= ilrg_case_accuracy(case, secret, float("inf"), ilrg.round_counts) < 0.95
+    assert count_accuracy(secret.labels, recover_labels("ilrg", case)) == 1.0

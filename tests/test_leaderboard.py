@@ -4,6 +4,7 @@ formats byte for byte, plots and image grids as PNGs of the documented sizes, an
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
 import random
@@ -20,6 +21,7 @@ from bench.leaderboard import (
     aggregate,
     latex_escape,
     load_runs,
+    load_sweep,
     mean_ci95,
     render,
     t_quantile,
@@ -157,7 +159,7 @@ def test_tables_list_the_floors_after_the_attacks_and_mark_cells_above_them(tmp_
         save_record(record, tmp_path / "runs")
     md = write_leaderboard(tmp_path / "runs", format="md", plots_dir=tmp_path / "plots")
     assert "*: significantly above the prior floor" in md.splitlines()[0]
-    assert Image.open(next((tmp_path / "plots").glob("psnr-vs-batch_size__*.png"))).size == (640, 400)
+    assert Image.open(next((tmp_path / "plots").glob("psnr-vs-B-*.png"))).size == (640, 400)
     rows = list(csv.DictReader(io.StringIO(write_leaderboard(tmp_path / "runs", format="csv"))))
     dlg1 = next(r for r in rows if r["method"] == "dlg" and r["column_value"] == "1")
     assert (float(dlg1["gain_mean"]), dlg1["above_floor"]) == (12.0, "true")
@@ -382,14 +384,21 @@ def test_plots_are_pngs_with_deterministic_names(runs: Path, tmp_path: Path):
         make_record("llg", 8, seed, metrics={"label_acc": 0.5 + seed / 10}, repetition=r, track="label_method")
         for seed in (0, 1) for r in (0.0, 0.5)
     ]
-    paths = write_plots(tables_for(records), tmp_path / "plots")
-    assert [p.name for p in paths] == [
-        "psnr-vs-batch_size__attack_labels-unknown_bn-exact_embedded_convnet_32-px_r=0.png",
-        "label_acc-vs-repetition__label_method_labels-unknown_bn-exact_embedded_convnet_32-px_b=8.png",
-    ]
+    tables = tables_for(records)
+    paths = write_plots(tables, tmp_path / "plots")
+    slugs = ["attack_labels-unknown_bn-exact_embedded_convnet_32-px_r=0",
+             "label_method_labels-unknown_bn-exact_embedded_convnet_32-px_b=8"]  # fmt: skip
+    digests = [hashlib.sha256(slug.encode()).hexdigest()[:8] for slug in slugs]
+    assert [p.name for p in paths] == [f"psnr-vs-B-{digests[0]}.png", f"label_acc-vs-r-{digests[1]}.png"]
     for path in paths:
         assert _png_size(path) == (int(FIGSIZE[0] * DPI), int(FIGSIZE[1] * DPI))
     assert [p.name for p in write_plots(tables_for(records), tmp_path / "again")] == [p.name for p in paths]
+    # the index names every plot with the setting of its table
+    index = (tmp_path / "plots" / "index.md").read_text().splitlines()
+    assert index[2:] == [f"| [{p.name}]({p.name}) | {t.title} |" for p, t in zip(paths, tables)]
+    # stable: a table of another setting does not rename the plots already there
+    more = records + [make_record("dlg", 4, 0, metrics={"psnr": 1.0}, bn_stats="none")]
+    assert {p.name for p in paths} < {p.name for p in write_plots(tables_for(more), tmp_path / "more")}
 
 
 def test_plot_titles_break_between_parts_and_keep_every_part():
@@ -449,7 +458,7 @@ def test_attack_grid_tiles_run_grids(runs: Path, tmp_path: Path):
         save_grid(truth, truth, [1, 0], run_grid_path(runs, r.run_id))
     one = Image.open(run_grid_path(runs, grids[0].run_id)).size  # (14, 14)
 
-    written = write_plots(tables_for(records), tmp_path / "plots", records, runs_dir=runs)
+    written = write_plots(tables_for(records), tmp_path / "plots", [load_sweep(runs)])
     attack_grid = tmp_path / "plots" / "grids" / "dlg.png"
     assert attack_grid in written and not (tmp_path / "plots" / "grids" / "ig.png").exists()
     n = len(grids)
@@ -464,4 +473,4 @@ def test_attack_grid_tiles_run_grids(runs: Path, tmp_path: Path):
 def test_plots_follow_the_views_of_the_tables(runs: Path, tmp_path: Path):
     write_leaderboard(runs, format="md", plots_dir=tmp_path / "plots", views=views_for(["lpips"], "batch_size"))
     names = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
-    assert names and all(name.startswith("lpips-vs-batch_size__") for name in names)
+    assert names and all(name.startswith("lpips-vs-B-") for name in names)

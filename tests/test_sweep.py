@@ -158,10 +158,15 @@ def test_budgets_may_list_several_values_for_one_attack():
     assert single[0].run_id == cells[0].run_id  # a list adds cells; it does not change any cell's id
 
 
-def test_a_list_of_budgets_gives_one_cell_per_budget():
-    sweep = Sweep(attacks=("dlg", "noise"), budget=7, budgets={"dlg": [50, 100]})
-    cells = expand(sweep, ["dlg", "noise"])
-    assert sorted((c.attack, c.budget) for c in cells) == [("dlg", 50), ("dlg", 100), ("noise", 7)]
-    assert len({c.run_id for c in cells}) == 3
-    single = expand(Sweep(attacks=("dlg",), budgets={"dlg": 50}), ["dlg"])
-    assert single[0].run_id == next(c.run_id for c in cells if c.budget == 50)  # a list does not change run ids
+def test_model_seed_fixes_the_weights_across_seeds_and_keeps_other_run_ids():
+    sweep = dataclasses.replace(load_preset("quick"), seeds=(0, 1))
+    plain = expand(sweep, ["noise"])
+    assert [c.scenario.model_seed for c in plain] == [None] * len(plain)
+    fixed = expand(dataclasses.replace(sweep, model_seed=7), ["noise"])
+    assert {c.scenario.model_seed for c in fixed} == {7} and len({c.scenario.seed for c in fixed}) == 2
+    assert {c.run_id for c in fixed}.isdisjoint(c.run_id for c in plain)
+    # a published sweep still expands to the run ids of its committed records
+    committed = records_of(ROOT / "leaderboard" / "records" / "cpu-images" / "lenet")
+    attacks = sorted({r["config"]["attack"] for r in committed.values()})
+    published = load_sweep_file(ROOT / "leaderboard" / "sweeps" / "cpu-images-lenet.yaml")
+    assert {c.run_id for c in expand(published, attacks)} == set(committed)

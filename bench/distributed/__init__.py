@@ -1,6 +1,7 @@
 """Distributed gradient inversion: one dummy batch split over ranks, with exactly the single-process maths.
 
-- `collective`: `TorchCollective` (differentiable all-reduce over torch.distributed), `open_world`.
+- `TorchCollective` (differentiable all-reduce over torch.distributed), `open_world`: from
+  `bench.engine.collective`, the one module saying how ranks share a batch.
 - `sync_bn`: `synchronise_batchnorm`, train-mode BN with whole-batch statistics across ranks.
 - `client`: `distributed_leak`, the victim's update for a batch split over ranks (whole-batch BN statistics).
 - `launch`: `spawn_local` (`--nproc N`), `world_from_env` (torchrun or a spawned rank), `is_writer`.
@@ -11,7 +12,6 @@ Example:
 """
 
 from bench.distributed.client import distributed_leak
-from bench.distributed.collective import TorchCollective, close_world, open_world
 from bench.distributed.launch import (
     is_writer,
     rank_device,
@@ -21,6 +21,7 @@ from bench.distributed.launch import (
     world_from_env,
 )
 from bench.distributed.sync_bn import SynchronisedBatchNorm, synchronise_batchnorm
+from bench.engine.collective import TorchCollective, close_world, open_world
 
 __all__ = [
     "SynchronisedBatchNorm",

@@ -54,15 +54,14 @@ def distributed_leak(
 ) -> tuple[dict[str, torch.Tensor], dict[str, BatchNormStats]]:
     """`bench.client.leak` on the whole batch, computed from this rank's shard (same result on every rank).
 
-    `inputs` and `labels` are this rank's rows of the batch. The model's BN layers are synchronised in
-    place; like `leak`, train-mode BN updates the running statistics (with the whole batch's statistics).
+    `inputs` and `labels` are this rank's rows of the batch (of several ranks: one process calls `leak`).
+    The model's BN layers are synchronised in place; like `leak`, train-mode BN updates the running
+    statistics (with the whole batch's statistics).
     """
+    if not shard.distributed:
+        raise ValueError("distributed_leak shares a batch between ranks; a single process calls bench.client.leak")
     if inputs.shape[0] != shard.size or labels.shape[0] != shard.size:
         raise ValueError(f"shard holds {shard.size} samples, got {inputs.shape[0]} inputs and {labels.shape[0]} labels")
-    if not shard.distributed:
-        from bench.client import leak
-
-        return leak(model, inputs, labels, loss)
     model = synchronise_batchnorm(model, shard)
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     params = [p for p in model.parameters() if p.requires_grad]

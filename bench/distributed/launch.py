@@ -35,13 +35,7 @@ from pathlib import Path
 
 import torch
 
-from bench.distributed.collective import (
-    DEFAULT_TIMEOUT_S,
-    TorchCollective,
-    close_world,
-    open_world,
-)
-from bench.engine.collective import Collective
+from bench.engine.collective import DEFAULT_TIMEOUT_S, Collective, TorchCollective, close_world, open_world
 from bench.errors import BenchError
 from bench.heartbeat import FD_VARIABLE, LAUNCHER_VARIABLE, follow_launcher
 

@@ -15,6 +15,8 @@ Example:
 
 from __future__ import annotations
 
+import sys
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,6 +33,8 @@ def whole_batch_moments(x: torch.Tensor, collective: Collective) -> tuple[torch.
     channels = x.shape[1]
     dims = [d for d in range(x.dim()) if d != 1]
     count = x.new_full((1,), x.numel() // channels if channels else 0)
+    if collective.world_size == 1:  # one process: BN's own two-pass variance
+        return x.mean(dims), x.var(dims, unbiased=False), count[0]
     # one collective per layer: sums, sums of squares and the count travel together
     packed = collective.all_sum(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
     total = packed[-1].detach()
@@ -108,14 +112,14 @@ def _input_dims(source: _BatchNorm) -> tuple[int, ...]:
     return (4,)
 
 
-def _supported(module: _BatchNorm) -> bool:
+def synchronisable(module: _BatchNorm) -> bool:
+    """Whether `SynchronisedBatchNorm` can stand in for this BN layer."""
     if type(module) in _PLAIN or isinstance(module, SynchronisedBatchNorm):
         return True
-    try:  # timm's BN + drop + activation layer (its forward is exactly that sequence)
-        from timm.layers import BatchNormAct2d
-    except ImportError:
-        return False
-    return type(module) is BatchNormAct2d
+    # timm's BN + drop + activation layer (its forward is exactly that sequence); a model holding one has
+    # imported timm.layers, so nothing is imported here
+    timm_layers = sys.modules.get("timm.layers")
+    return timm_layers is not None and type(module) is timm_layers.BatchNormAct2d
 
 
 def synchronise_batchnorm(model: nn.Module, shard: Shard) -> nn.Module:
@@ -124,7 +128,7 @@ def synchronise_batchnorm(model: nn.Module, shard: Shard) -> nn.Module:
     Returns the model (a new module when `model` itself is a BN layer). Layers already synchronised keep
     their collective; a BN layer shared by two parents is replaced by one shared module.
     """
-    unsupported = sorted({type(m).__name__ for m in model.modules() if isinstance(m, _BatchNorm) and not _supported(m)})
+    unsupported = sorted({type(m).__name__ for m in model.modules() if isinstance(m, _BatchNorm) and not synchronisable(m)})
     if unsupported:
         raise BenchError(f"cannot synchronise BatchNorm layers of type {', '.join(unsupported)} across ranks")
     replaced: dict[int, nn.Module] = {}

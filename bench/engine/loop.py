@@ -3,22 +3,23 @@
 Per iteration: evaluate the objective, back-propagate, optionally replace the image gradient by its sign,
 step (Adam or L-BFGS) at the scheduled learning rate, project onto the valid box, optionally add
 Langevin-style noise lr_t * alpha_n * N(0, 1) and project again. Optionally keep the iterate with the
-lowest gradient loss (the best iterate) instead of the last one. A `refresh_consensus` callback may
-replace the group-consistency target after any iteration (GradInversion's periodically refreshed mean).
+lowest gradient loss (the best iterate) instead of the last one; for a group of seeds, each seed keeps its
+own best iterate. A `refresh_consensus` callback may replace the group-consistency target after any
+iteration (GradInversion's periodically refreshed mean).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Callable, Literal, Protocol
 
 import torch
 
 from bench.attack import Progress
 from bench.engine.collective import Shard
-from bench.engine.objective import Objective
+from bench.engine.objective import Evaluation
 from bench.engine.schedule import Schedule
-from bench.engine.seed_group import SeedGroup
 from bench.errors import BenchError
 
 
@@ -48,14 +49,56 @@ class Variables:
     def leaves(self) -> list[torch.Tensor]:
         return [self.images] + ([self.label_logits] if self.label_logits is not None else [])
 
+    def snapshot(self, seed: int = 0, seeds: int = 1) -> "Variables":
+        """A detached copy of one seed's rows (of the whole stack for one seed)."""
+
+        def rows(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.detach().chunk(seeds)[seed].clone()
+
+        labels = self.labels if self.labels is None or seeds == 1 else self.labels.chunk(seeds)[seed]
+        return Variables(rows(self.images), labels, rows(self.label_logits))
+
+    def replace_seed(self, seed: int, seeds: int, kept: "Variables") -> None:
+        """Overwrite one seed's rows in place with `kept`, a snapshot of that seed."""
+        with torch.no_grad():
+            self.images.chunk(seeds)[seed].copy_(kept.images)
+            if self.label_logits is not None:
+                self.label_logits.chunk(seeds)[seed].copy_(kept.label_logits)
+
+
+class LoopObjective(Protocol):
+    """What the loop optimises: an `Objective` (one seed) or a `SeedGroup` (seeds stacked)."""
+
+    shard: Shard
+    seeds: int
+
+    def differentiate(
+        self, inputs: torch.Tensor, targets: torch.Tensor, consensus: torch.Tensor | None, leaves: list[torch.Tensor]
+    ) -> Evaluation: ...
+
+    def seed_losses(self, inputs: torch.Tensor, targets: torch.Tensor) -> list[float]: ...
+
 
 @dataclass
 class LoopResult:
     images: torch.Tensor
     label_logits: torch.Tensor | None
-    gradient_loss: float
-    trace: list[float]
+    gradient_loss: float  # for a group of seeds: the sum over seeds
+    trace: list[float]  # per iteration (for a group: the sum over seeds)
     iterations: int
+    seed_losses: list[float] = field(default_factory=list)  # per seed; [gradient_loss] for one seed
+    seed_traces: list[list[float]] = field(default_factory=list)  # per seed; [trace] for one seed
+
+    def per_seed(self) -> list["LoopResult"]:
+        """One result per seed of a group (the result itself for one seed)."""
+        seeds = len(self.seed_losses)
+        if seeds <= 1:
+            return [self]
+        logits = [None] * seeds if self.label_logits is None else list(self.label_logits.chunk(seeds))
+        return [
+            LoopResult(images, lg, loss, trace, self.iterations, [loss], [trace])
+            for images, lg, loss, trace in zip(self.images.chunk(seeds), logits, self.seed_losses, self.seed_traces)
+        ]
 
 
 def iteration_budget(budget: int | None, paper: int) -> int:
@@ -66,22 +109,49 @@ def iteration_budget(budget: int | None, paper: int) -> int:
     return iterations
 
 
-def noise_like(images: torch.Tensor, shard: Shard, generator: torch.Generator) -> torch.Tensor:
-    """N(0, 1) noise for this shard, drawn for the whole batch so every world size draws the same numbers."""
+Noise = torch.Generator | Sequence[torch.Generator]
+
+
+def noise_like(images: torch.Tensor, shard: Shard, generator: Noise) -> torch.Tensor:
+    """N(0, 1) noise for this shard, drawn for the whole batch so every world size draws the same numbers.
+
+    With one generator per seed (`seed_streams`), each seed's rows of a stack are drawn from its own.
+    """
+    if not isinstance(generator, torch.Generator):
+        rows = images.chunk(len(generator))
+        return torch.cat([noise_like(r, Shard.whole(len(r)), g) for r, g in zip(rows, generator)])
     whole = torch.randn((shard.total, *images.shape[1:]), generator=generator, device=generator.device)
     return shard.take(whole).to(images)
+
+
+def seed_streams(generator: torch.Generator, seeds: int, draws: int, shape: Sequence[int]) -> list[torch.Generator]:
+    """One generator per seed, drawing what `seeds` runs drawing one after another from `generator` would.
+
+    Run s draws `draws` tensors of `shape`; its generator starts where run s - 1 would have left
+    `generator`. The states are found by drawing those tensors once (mt19937 cannot skip ahead), and
+    `generator` is left where the last run would leave it. Example: stages of MLCO run their seeds
+    together while each seed keeps the noise it gets when the seeds run one after another.
+    """
+    streams = []
+    for _ in range(seeds):
+        stream = torch.Generator(device=generator.device)
+        stream.set_state(generator.get_state())
+        streams.append(stream)
+        for _ in range(draws):
+            torch.randn(tuple(shape), generator=generator, device=generator.device)
+    return streams
 
 
 ConsensusRefresh = Callable[[int, torch.Tensor], torch.Tensor | None]
 
 
 def run_loop(
-    objective: Objective | SeedGroup,
+    objective: LoopObjective,
     variables: Variables,
     config: LoopConfig,
     box: tuple[torch.Tensor, torch.Tensor] | None = None,
     consensus: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generator: Noise | None = None,
     progress: Progress | None = None,
     refresh_consensus: ConsensusRefresh | None = None,
 ) -> LoopResult:
@@ -103,18 +173,20 @@ def run_loop(
     if config.noise and generator is None:
         raise ValueError("noise needs a generator")
 
+    seeds = objective.seeds
     trace: list[float] = []
-    best_loss, best = float("inf"), None
+    seed_traces: list[list[float]] = [[] for _ in range(seeds)]
+    best_losses: list[float] = [float("inf")] * seeds
+    best: list[Variables | None] = [None] * seeds
     done = 0
-    last: dict[str, float] = {}
+    last: dict[str, Evaluation] = {}
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        evaluation = objective.evaluate(variables.images, variables.targets(), consensus)
-        evaluation.backward.backward(inputs=variables.leaves())
+        evaluation = objective.differentiate(variables.images, variables.targets(), consensus, variables.leaves())
         if config.signed:
             variables.images.grad.sign_()
-        last["gradient_loss"], last["total"] = evaluation.gradient_loss, evaluation.total
+        last["evaluation"] = evaluation
         return evaluation.backward
 
     for t in range(config.iterations):
@@ -126,8 +198,10 @@ def run_loop(
         else:
             closure()
             # the images are still the evaluated iterate until the step: copy them only when they are the best
-            if config.keep_best and last["gradient_loss"] < best_loss:
-                best_loss, best = last["gradient_loss"], _snapshot(variables)
+            if config.keep_best:
+                for seed, loss in enumerate(last["evaluation"].seed_losses):
+                    if loss < best_losses[seed]:
+                        best_losses[seed], best[seed] = loss, variables.snapshot(seed, seeds)
             optimizer.step()
         with torch.no_grad():
             if box is not None and config.boxed:
@@ -140,24 +214,23 @@ def run_loop(
         if refresh_consensus is not None:
             fresh = refresh_consensus(done, variables.images.detach())
             consensus = consensus if fresh is None else fresh
-        loss = last["gradient_loss"]
-        trace.append(loss)
+        evaluation = last["evaluation"]
+        trace.append(evaluation.gradient_loss)
+        for seed_trace, loss in zip(seed_traces, evaluation.seed_losses):
+            seed_trace.append(loss)
         if progress:
-            progress(done, last["total"])
-        if config.stop_below is not None and loss < config.stop_below:
+            progress(done, evaluation.total)
+        if config.stop_below is not None and evaluation.gradient_loss < config.stop_below:
             break
 
-    final = _snapshot(variables)
-    final_loss = objective.gradient_loss(final.images, final.targets())
-    if best is not None and best_loss < final_loss:
-        final, final_loss = best, best_loss
-    return LoopResult(final.images, final.label_logits, final_loss, trace, done)
-
-
-def _snapshot(variables: Variables) -> Variables:
-    logits = variables.label_logits
-    return Variables(
-        variables.images.detach().clone(), variables.labels, None if logits is None else logits.detach().clone()
+    final = variables.snapshot()
+    final_losses = objective.seed_losses(final.images, final.targets())
+    for seed, kept in enumerate(best):
+        if kept is not None and best_losses[seed] < final_losses[seed]:
+            final.replace_seed(seed, seeds, kept)
+            final_losses[seed] = best_losses[seed]
+    return LoopResult(
+        final.images, final.label_logits, sum(final_losses), trace, done, final_losses, seed_traces
     )
 
 

@@ -8,7 +8,7 @@ and, for reporting, the gradient loss and the total of the whole batch.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -43,12 +43,19 @@ class Weights:
 @dataclass
 class Evaluation:
     backward: torch.Tensor  # this process's share, to call .backward() on
-    gradient_loss: float  # whole batch
-    total: float  # whole batch
+    gradient_loss: float  # whole batch (for a group of seeds: the sum over seeds)
+    total: float  # whole batch (for a group of seeds: the sum over seeds)
+    per_seed: list[float] | None = None  # each seed's gradient loss, for a group of seeds
+
+    @property
+    def seed_losses(self) -> list[float]:
+        return [self.gradient_loss] if self.per_seed is None else self.per_seed
 
 
 @dataclass
 class Objective:
+    """One seed's objective on this process's shard of the dummy batch."""
+
     model: nn.Module
     params: list[torch.Tensor]
     target: list[torch.Tensor]
@@ -57,22 +64,57 @@ class Objective:
     distance: GradientDistance = field(default_factory=GradientDistance)
     weights: Weights = field(default_factory=Weights)
     bn_prior: dict[str, BatchNormStats] | None = None
+    seeds: ClassVar[int] = 1
 
     def gradient_loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
         """The gradient distance alone, without a second-order graph (for candidate comparisons)."""
         grads = dummy_gradient(self.model, self.params, inputs, targets, self.loss, self.shard, create_graph=False)
         return float(self.distance(grads, self.target))
 
+    def seed_losses(self, inputs: torch.Tensor, targets: torch.Tensor) -> list[float]:
+        return [self.gradient_loss(inputs, targets)]
+
     def evaluate(
         self, inputs: torch.Tensor, targets: torch.Tensor, consensus: torch.Tensor | None = None
     ) -> Evaluation:
-        w = self.weights
-        use_bn = w.bn > 0 and self.bn_prior is not None
         with capture_bn_inputs(self.model) as bn_inputs:
             grads = dummy_gradient(self.model, self.params, inputs, targets, self.loss, self.shard)
+        grad_loss, shared, local = self.terms(grads, bn_inputs, inputs, consensus)
+        total_local = self.shard.collective.all_sum_values(local.detach())
+        return Evaluation(
+            backward=shared / self.shard.world_size + local,
+            gradient_loss=float(grad_loss.detach()),
+            total=float(shared.detach() + total_local),
+        )
+
+    def differentiate(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        consensus: torch.Tensor | None,
+        leaves: list[torch.Tensor],
+    ) -> Evaluation:
+        """`evaluate`, back-propagated into the gradients of `leaves` (what the optimisation loop calls)."""
+        evaluation = self.evaluate(inputs, targets, consensus)
+        evaluation.backward.backward(inputs=leaves)
+        return evaluation
+
+    def terms(
+        self,
+        grads: list[torch.Tensor],
+        bn_inputs: dict[str, torch.Tensor],
+        inputs: torch.Tensor,
+        consensus: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(gradient distance, shared terms, this shard's per-image terms) from the dummy gradient.
+
+        Shared terms (the weighted gradient distance and BN prior) are the whole batch's on every rank;
+        per-image terms (TV, L2 norm, group) are this shard's partial sums of batch means.
+        """
+        w = self.weights
         grad_loss = self.distance(grads, self.target)
         shared = w.gradient * grad_loss
-        if use_bn:
+        if w.bn > 0 and self.bn_prior is not None:
             shared = shared + w.bn * bn_statistics(bn_inputs, self.bn_prior, self.shard)
         local = torch.zeros((), device=inputs.device)
         if w.tv:
@@ -81,9 +123,4 @@ class Objective:
             local = local + w.l2 * batch_mean(l2_norm(inputs), self.shard)
         if w.group and consensus is not None:
             local = local + w.group * batch_mean(group_distance(inputs, consensus, w.group_kind), self.shard)
-        total_local = self.shard.collective.all_sum_values(local.detach())
-        return Evaluation(
-            backward=shared / self.shard.world_size + local,
-            gradient_loss=float(grad_loss.detach()),
-            total=float(shared.detach() + total_local),
-        )
+        return grad_loss, shared, local

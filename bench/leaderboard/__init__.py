@@ -1,5 +1,5 @@
 """Leaderboard: records -> tables (mean ± 95% CI over seeds, n_ok/n_total) -> Markdown, LaTeX, CSV, HTML;
-PNG plots and image grids.
+PNG plots and image grids; a static site (bench.leaderboard.site).
 
 Example:
     >>> print(write_leaderboard(Path("runs/quick"), format="md"))
@@ -18,11 +18,11 @@ from bench.leaderboard.aggregate import (
     aggregate,
     tables_for,
 )
-from bench.leaderboard.plots import plot_table, write_attack_grids, write_plots
+from bench.leaderboard.plots import plot_name, plot_png, plot_table, write_attack_grids, write_plots
 from bench.leaderboard.render import LEGEND, RENDERERS, latex_escape, render
-from bench.leaderboard.runs import load_runs
+from bench.leaderboard.runs import Sweep, load_runs, load_sweep, load_sweeps
 from bench.leaderboard.stats import CellStats, mean_ci95, t_quantile
-from bench.leaderboard.write import views_for, write_leaderboard
+from bench.leaderboard.write import board_tables, views_for, with_gain_views, write_leaderboard
 
 __all__ = [
     "COLUMN_AXES",
@@ -33,17 +33,24 @@ __all__ = [
     "CellStats",
     "Group",
     "Row",
+    "Sweep",
     "Table",
     "View",
     "aggregate",
+    "board_tables",
     "latex_escape",
     "load_runs",
+    "load_sweep",
+    "load_sweeps",
     "mean_ci95",
+    "plot_name",
+    "plot_png",
     "plot_table",
     "render",
     "t_quantile",
     "tables_for",
     "views_for",
+    "with_gain_views",
     "write_attack_grids",
     "write_leaderboard",
     "write_plots",

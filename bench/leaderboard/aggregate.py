@@ -43,10 +43,18 @@ _DEFAULTS = Scenario().to_dict()
 _DIGITS = {"mse": 4, "mse_best_match": 4, "label_count_mae": 2}
 # The gain over the prior floor decides which cells are marked as reconstructing (bench.floors); the
 # marks appear in tables of PSNR and of the gain itself.
-FLOOR_GAIN = "psnr_gain"
-FLOOR_MARKED_METRICS = frozenset({"psnr", FLOOR_GAIN})
-# Reference rows: what they are, shown beside their name, and listed after the attacks in this order.
-REFERENCE_ROLES: dict[str, str] = {"prior-grey": "floor", "prior-mean": "floor", "noise": "random start"}
+GAIN_METRIC = "psnr_gain"
+FLOOR_MARKED_METRICS = frozenset({"psnr", GAIN_METRIC})
+FLOOR_PREFIX = "prior-"  # the prior-only floors are registered as attacks named prior-<prior>
+RANDOM_START = "noise"  # where optimisation starts: a reference row, not a floor
+REFERENCE_ORDER = ("floor", "random start")  # reference rows follow the attacks in this order
+
+
+def reference_role(method: str) -> str | None:
+    """What a reference row is ('floor', 'random start'), shown beside its name; None for an attack."""
+    if method.startswith(FLOOR_PREFIX):
+        return "floor"
+    return "random start" if method == RANDOM_START else None
 
 
 def digits_for(metric: str) -> int:
@@ -89,10 +97,12 @@ class Group:
             self.settings,
         )
 
+    def threat_text(self) -> str:
+        return self.threat.short() + ("" if self.threat.batch_size_known else ", batch size hidden")
+
     def parts(self) -> list[str]:
-        threat = self.threat.short() + ("" if self.threat.batch_size_known else ", batch size hidden")
         fixed_axis = axis_text(self.fixed_axis, self.fixed_value)
-        return [threat, self.dataset, self.model, f"{self.image_size} px", fixed_axis, *self.settings]
+        return [self.threat_text(), self.dataset, self.model, f"{self.image_size} px", fixed_axis, *self.settings]
 
     def slug(self) -> str:
         """A file-name-safe, deterministic name for this group."""
@@ -110,6 +120,16 @@ class Row:
     cells: tuple[CellStats, ...]
     wall_s_mean: float | None
     wall_h_total: float
+
+    @property
+    def is_floor(self) -> bool:
+        """A prior-only floor (what an attacker who ignores the gradient outputs), not an attack."""
+        return reference_role(self.method) == "floor"
+
+    @property
+    def is_reference(self) -> bool:
+        """A floor or the random start: drawn dashed, listed after the attacks."""
+        return reference_role(self.method) is not None
 
 
 @dataclass(frozen=True)
@@ -149,11 +169,13 @@ class Table:
         first = f"{ROW_AXES[self.row_axis]} ({self.metric} {self.arrow})"
         return [first, *(axis_text(self.column_axis, c) for c in self.columns), "s/run", "total h"]
 
-    def text_rows(self) -> list[list[str]]:
+    def text_rows(self, mark_floor: bool = True) -> list[list[str]]:
+        """Each row's cells as text; `mark_floor=False` leaves out the * (the site draws its own mark)."""
+        mark = mark_floor and self.marks_floor
         return [
             [
                 row.label,
-                *(cell.text(self.digits, self.marks_floor) for cell in row.cells),
+                *(cell.text(self.digits, mark) for cell in row.cells),
                 "-" if row.wall_s_mean is None else _small(row.wall_s_mean),
                 _small(row.wall_h_total),
             ]
@@ -220,7 +242,8 @@ def _group(record: Record, track: str, columns: str) -> Group:
         raise BenchError(f"record {record.run_id} has an incomplete scenario ({type(err).__name__}: {err})") from None
 
 
-def _value(record: Record, metric: str) -> float | None:
+def metric_value(record: Record, metric: str) -> float | None:
+    """The record's finite value of `metric`; None for a run that is not ok or has no such value."""
     value = record.metrics.get(metric) if record.status == "ok" else None
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
@@ -229,9 +252,10 @@ def _value(record: Record, metric: str) -> float | None:
 
 def _cell(records: list[Record], metric: str) -> CellStats:
     status = Counter("ok" if r.status == "ok" else "skipped" if r.status == "skipped" else "failed" for r in records)
-    values = tuple(v for v in (_value(r, metric) for r in records) if v is not None)
-    gains = tuple(v for v in (_value(r, FLOOR_GAIN) for r in records) if v is not None)
-    return CellStats(values, status["ok"], status["failed"], status["skipped"], gains)
+    values = tuple(v for v in (metric_value(r, metric) for r in records) if v is not None)
+    gains = tuple(v for v in (metric_value(r, GAIN_METRIC) for r in records) if v is not None)
+    run_ids = tuple(sorted(r.run_id for r in records))
+    return CellStats(values, status["ok"], status["failed"], status["skipped"], run_ids=run_ids, gains=gains)
 
 
 def _row(
@@ -258,17 +282,18 @@ def _table(group: Group, runs: list[Record], rows: str, columns: str, metric: st
     cells: dict[tuple[str, int | None], dict[float, list[Record]]] = defaultdict(lambda: defaultdict(list))
     for r in runs:
         cells[(_method(r)[1], r.config.get("budget"))][float(r.config["scenario"][columns])].append(r)
-    references = list(REFERENCE_ROLES)
-    keys = sorted(
-        cells,
-        key=lambda k: (references.index(k[0]) if k[0] in references else -1, k[0], -1 if k[1] is None else k[1]),
-    )
+    def order(key: tuple[str, int | None]) -> tuple:
+        role = reference_role(key[0])
+        return (-1 if role is None else REFERENCE_ORDER.index(role), key[0], -1 if key[1] is None else key[1])
+
+    keys = sorted(cells, key=order)
     budgets = Counter(method for method, _ in keys)
 
     def label(method: str, budget: int | None) -> str:
         # a method run at several budgets gets one row per budget, named by it; references say what they are
         name = method if budgets[method] == 1 else f"{method} ({'default' if budget is None else budget} it)"
-        return f"{name} ({REFERENCE_ROLES[method]})" if method in REFERENCE_ROLES else name
+        role = reference_role(method)
+        return name if role is None else f"{name} ({role})"
 
     return Table(
         group, metric, rows, columns, column_values,

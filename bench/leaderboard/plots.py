@@ -1,30 +1,40 @@
 """PNG plots of tables (matplotlib's Agg canvas, no pyplot state): one line per row with 95% CI error bars.
 
 Shipped plots: PSNR against batch size, one line per attack; label accuracy against repetition rate, one
-line per label-recovery method (one plot per batch size). File names come from the group, so the same
-records always give the same files: `<metric>-vs-<axis>__<group slug>.png`.
+line per label-recovery method (one plot per batch size); PSNR gain over the prior floor against batch
+size and repetition rate when the records carry it. Prior-floor rows are dashed grey lines, a gain plot
+draws the floor at 0 dB, and a paper's number (bench.claims) is a star where the plot covers its setting.
+
+File names are short and stable: `<metric>-vs-<B|r>-<8 hex digits of the group>.png`, the same group
+always giving the same name whatever else the records hold. The setting is in the plot's title and in
+`index.md` beside the plots.
 
 Example:
-    >>> write_plots(load_records(Path("runs/quick")), Path("leaderboard/plots"))
+    >>> write_plots(tables_for(load_runs(Path("runs/quick"))), Path("plots"))
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.claims import PaperPoint, paper_points
 from bench.files import write_atomic
 from bench.grid import GRID_FOLDER, save_attack_grid
-from bench.leaderboard.aggregate import REFERENCE_ROLES, ROW_AXES, Table, axis_text
+from bench.leaderboard.aggregate import COLUMN_AXES, GAIN_METRIC, ROW_AXES, Table, axis_text
+from bench.leaderboard.runs import Sweep
 from bench.metrics.catalog import METRICS
-from bench.record import Record
 
 FIGSIZE = (6.4, 4.0)  # inches; at DPI 100 a plot is 640 x 400 pixels
 DPI = 100
 X_LABELS = {"batch_size": "batch size B", "repetition": "label repetition rate r = 1 - U/B"}
 TITLE_WIDTH = 90  # characters per title line: at fontsize 8 a longer line overflows a 640-pixel plot
+FLOOR_STYLE = {"color": "0.45", "linestyle": "--"}
+PLOT_INDEX = "index.md"
 
 
 def wrap_parts(parts: Sequence[str], width: int = TITLE_WIDTH) -> str:
@@ -39,15 +49,30 @@ def wrap_parts(parts: Sequence[str], width: int = TITLE_WIDTH) -> str:
     return "\n".join(lines)
 
 
-def plot_path(table: Table, out_dir: Path) -> Path:
-    return Path(out_dir) / f"{table.metric}-vs-{table.column_axis}__{table.group.slug()}.png"
+def plot_name(table: Table) -> str:
+    """'psnr-vs-B-1f3a9c0d.png': the metric, the column axis and a hash of the table's group."""
+    digest = hashlib.sha256(table.group.slug().encode()).hexdigest()[:8]
+    return f"{table.metric}-vs-{COLUMN_AXES[table.column_axis]}-{digest}.png"
 
 
-def plot_table(table: Table, path: Path) -> Path | None:
+def claims_for(table: Table) -> list[PaperPoint]:
+    """The papers' numbers this table can be read against: same track, metric and method, the group's
+    fixed axis at the claim's value and the claim's column value among the table's columns."""
+    methods = {row.method for row in table.rows}
+    return [
+        claim
+        for claim in paper_points()
+        if claim.track == table.row_axis and claim.metric == table.metric and claim.method in methods
+        and math.isclose(claim.at(table.group.fixed_axis), table.group.fixed_value)
+        and any(math.isclose(claim.at(table.column_axis), c) for c in table.columns)
+    ]  # fmt: skip
+
+
+def plot_png(table: Table) -> bytes | None:
     """One line per row (mean, CI error bars) over the table's columns; None when no cell has a value.
 
-    Reference rows (the prior floors, the random start) are dashed; where the table marks cells above the
-    prior floor, those points are ringed, as the tables mark them with *.
+    Reference rows (the prior floors, the random start) are dashed grey; where the table marks cells above
+    the prior floor, those points are ringed, as the tables mark them with *.
     """
     series = []
     for row in table.rows:
@@ -57,7 +82,7 @@ def plot_table(table: Table, path: Path) -> Path | None:
             if c.mean is not None
         ]
         if points:
-            series.append((row.label, row.method in REFERENCE_ROLES, points))
+            series.append((row, points))
     if not series:
         return None
     # imported here so that loading the leaderboard (and the CLI) does not pay for matplotlib
@@ -66,15 +91,25 @@ def plot_table(table: Table, path: Path) -> Path | None:
 
     figure = Figure(figsize=FIGSIZE, dpi=DPI)
     axes = figure.add_subplot()
-    for label, reference, points in series:
+    colours = {}
+    for row, points in series:
         xs, ys, errs, marked = zip(*points)
-        style = {"linestyle": "--", "marker": "s", "alpha": 0.7} if reference else {"marker": "o"}
-        axes.errorbar(xs, ys, yerr=errs, label=label, markersize=4, capsize=3, linewidth=1.2, **style)
+        style = FLOOR_STYLE if row.is_reference else {}
+        drawn = axes.errorbar(
+            xs, ys, yerr=errs, label=row.label, marker="o", markersize=4, capsize=3, linewidth=1.2, **style
+        )
+        colours.setdefault(row.method, drawn.lines[0].get_color())
         ringed = [(x, y) for x, y, m in zip(xs, ys, marked) if m]
         if ringed:
             axes.scatter(*zip(*ringed), s=110, facecolors="none", edgecolors="black", linewidths=1.0, zorder=3)
-    if any(m for _, _, points in series for *_, m in points):
+    if any(m for _, points in series for *_, m in points):
         axes.scatter([], [], s=110, facecolors="none", edgecolors="black", label="* above the prior floor (95% CI)")
+    if table.metric == GAIN_METRIC:
+        axes.axhline(0.0, linewidth=1.0, label="prior floor (0 dB)", **FLOOR_STYLE)
+    for claim in claims_for(table):  # a star in the method's colour
+        axes.plot([claim.at(table.column_axis)], [claim.value], marker="*", markersize=13, linestyle="none",
+                  color=colours.get(claim.method, "black"), markeredgecolor="black", markeredgewidth=0.6,
+                  label=f"paper: {claim.method} {claim.value:g}")  # fmt: skip
     if table.column_axis == "batch_size" and len(table.columns) > 1 and table.columns[-1] / table.columns[0] >= 4:
         axes.set_xscale("log", base=2)
     axes.set_xticks(table.columns, [axis_text(table.column_axis, c).split("=")[1] for c in table.columns])
@@ -87,27 +122,38 @@ def plot_table(table: Table, path: Path) -> Path | None:
     figure.tight_layout()
     buffer = io.BytesIO()
     FigureCanvasAgg(figure).print_png(buffer)
-    write_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def plot_table(table: Table, path: Path) -> Path | None:
+    """Write the table's plot to `path` atomically; None (and no file) when no cell has a value."""
+    data = plot_png(table)
+    if data is None:
+        return None
+    write_atomic(path, data)
     return path
 
 
-def find_run_grids(runs_dir: Path, run_ids: set[str]) -> dict[str, Path]:
-    """run id -> its grid `<run id>.png`, anywhere below runs_dir (records may lie in subfolders)."""
-    return {p.stem: p for p in sorted(Path(runs_dir).rglob("*.png")) if p.stem in run_ids}
+def plot_index(named: Sequence[tuple[str, Table]]) -> str:
+    """Markdown: each plot file with the setting and metric of its table."""
+    lines = ["| plot | setting |", "|---|---|"]
+    lines += [f"| [{name}]({name}) | {table.title} |" for name, table in named]
+    return "\n".join(lines) + "\n"
 
 
-def write_attack_grids(records: Sequence[Record], run_grids: dict[str, Path], out_dir: Path) -> list[Path]:
+def write_attack_grids(sweeps: Sequence[Sweep], out_dir: Path) -> list[Path]:
     """Per attack, its ok runs' grids stacked into `<out_dir>/grids/<attack>.png`, each captioned."""
     found: dict[str, list[tuple[tuple, str, Path]]] = defaultdict(list)
-    for r in records:
-        if "attack" in r.config and r.status == "ok" and r.run_id in run_grids:
+    for sweep, r in ((sweep, r) for sweep in sweeps for r in sweep.records):
+        grid = sweep.grid(r.run_id)
+        if "attack" in r.config and r.status == "ok" and grid is not None:
             s = r.config["scenario"]
             order = (s["dataset"], s["model"], s["image_size"], s["batch_size"], s["repetition"], s["seed"], r.run_id)
             caption = (
                 f"{s['dataset']} {s['model']} {s['image_size']} px B={s['batch_size']} r={s['repetition']:g} "
                 f"seed {s['seed']} ({r.run_id[:8]})"
             )  # the setting, so a grid names the table it belongs to
-            found[str(r.config["attack"])].append((order, caption, run_grids[r.run_id]))
+            found[str(r.config["attack"])].append((order, caption, grid))
     paths = []
     for attack in sorted(found):
         items = [(caption, path) for _, caption, path in sorted(found[attack])]
@@ -116,16 +162,17 @@ def write_attack_grids(records: Sequence[Record], run_grids: dict[str, Path], ou
     return paths
 
 
-def write_plots(
-    tables: Sequence[Table], out_dir: Path, records: Sequence[Record] = (), runs_dir: Path | None = None
-) -> list[Path]:
-    """A plot of every table that has data, plus per-attack image grids of `records` when runs_dir holds
-    their run grids."""
-    written = []
+def write_plots(tables: Sequence[Table], out_dir: Path, sweeps: Sequence[Sweep] = ()) -> list[Path]:
+    """A plot of every table that has data and their `index.md`, plus per-attack image grids of the
+    sweeps' runs."""
+    written, named = [], []
     for table in tables:
-        path = plot_table(table, plot_path(table, out_dir))
+        path = plot_table(table, Path(out_dir) / plot_name(table))
         if path is not None:
             written.append(path)
-    if runs_dir is not None:
-        written += write_attack_grids(records, find_run_grids(runs_dir, {r.run_id for r in records}), out_dir)
+            named.append((path.name, table))
+    if named:
+        write_atomic(Path(out_dir) / PLOT_INDEX, plot_index(named))
+    if sweeps:
+        written += write_attack_grids(sweeps, out_dir)
     return written

@@ -19,14 +19,14 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from scipy.stats import t as student_t
-
 NO_INTERVAL = "–"
 ABOVE_FLOOR_MARK = "*"
 
 
 def t_quantile(n: int) -> float:
     """t_{0.975, n-1}: the two-sided 95% quantile for a mean of n values (n >= 2)."""
+    from scipy.stats import t as student_t  # on first use: scipy.stats is slow to import
+
     return float(student_t.ppf(0.975, n - 1))
 
 
@@ -52,12 +52,14 @@ class CellStats:
     """The runs of one cell. Failed and skipped runs count in n_total; `values` come from ok runs only.
 
     An ok run without the metric (e.g. LPIPS unavailable) counts in n_ok and n_total but gives no value.
+    `run_ids` names every run of the cell, whatever its status, so each number can be traced to records.
     """
 
     values: tuple[float, ...] = ()
     n_ok: int = 0
     n_failed: int = 0
     n_skipped: int = 0
+    run_ids: tuple[str, ...] = ()
     gains: tuple[float, ...] = ()  # psnr_gain of the runs that have one (attack cells of recent records)
 
     @property

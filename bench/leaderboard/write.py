@@ -1,8 +1,9 @@
-"""The leaderboard of a runs folder: every table in one format, to a file or as text, and its plots.
+"""The leaderboard of one or more runs folders: every table in one format, to a file or as text, and its
+plots.
 
 Example:
     >>> text = write_leaderboard(Path("runs/quick"), None, "md")
-    >>> write_leaderboard(Path("runs/paper"), Path("leaderboard/paper.tex"), "latex", Path("leaderboard/plots"))
+    >>> write_leaderboard([Path("runs/a"), Path("runs/b")], Path("board.tex"), "latex", Path("plots"))
 """
 
 from __future__ import annotations
@@ -13,10 +14,15 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.files import write_atomic
-from bench.leaderboard.aggregate import DEFAULT_VIEWS, View, tables_for
+from bench.leaderboard.aggregate import DEFAULT_VIEWS, GAIN_METRIC, Table, View, tables_for
 from bench.leaderboard.plots import write_plots
 from bench.leaderboard.render import EXTENSIONS, check_format, closing_note, render
-from bench.leaderboard.runs import find_runs
+from bench.leaderboard.runs import Sweep, load_sweeps
+from bench.metrics.catalog import METRICS
+from bench.record import Record
+
+RunsDirs = str | Path | Sequence[str | Path]
+GAIN_VIEWS: tuple[View, ...] = (View("attack", GAIN_METRIC, "batch_size"), View("attack", GAIN_METRIC, "repetition"))
 
 
 def views_for(metrics: Sequence[str] | None = None, columns: str | None = None) -> tuple[View, ...]:
@@ -27,6 +33,47 @@ def views_for(metrics: Sequence[str] | None = None, columns: str | None = None) 
     return attack + DEFAULT_VIEWS[1:]
 
 
+def with_gain_views(views: Sequence[View], records: Sequence[Record]) -> tuple[View, ...]:
+    """`views` and, when the attack records carry the PSNR gain over the prior floor, its tables against
+    the attack views' axis and each other axis the records vary (after the other attack views)."""
+    attacks = [r for r in records if "attack" in r.config]
+    if GAIN_METRIC not in METRICS or not any(GAIN_METRIC in r.metrics for r in attacks):
+        return tuple(views)
+    first = [v for v in views if v.rows == "attack"]
+    shown = {v.columns for v in first}
+    varied = [
+        v for v in GAIN_VIEWS
+        if v not in views and (v.columns in shown or len({r.config["scenario"][v.columns] for r in attacks}) > 1)
+    ]  # fmt: skip
+    return (*first, *varied, *(v for v in views if v.rows != "attack"))
+
+
+def board_tables(records: Sequence[Record], views: Sequence[View] = DEFAULT_VIEWS) -> list[Table]:
+    """Every table of the views (and the gain tables, when present) over `records`; none is an error."""
+    tables = tables_for(records, with_gain_views(views, records))
+    if not tables:
+        tracks = ", ".join(sorted({v.rows for v in views}))
+        raise BenchError(f"no records belong to the tables asked for ({tracks})")
+    return tables
+
+
+def runs_folders(runs: RunsDirs) -> list[Path]:
+    return [Path(runs)] if isinstance(runs, (str, Path)) else [Path(r) for r in runs]
+
+
+def combined_records(sweeps: Sequence[Sweep]) -> list[Record]:
+    """The records of all sweeps in one list; a run in two folders would count twice in every mean."""
+    seen: dict[str, Path] = {}
+    for sweep in sweeps:
+        for record in sweep.records:
+            if record.run_id in seen:
+                raise BenchError(
+                    f"run {record.run_id} is recorded twice: {seen[record.run_id]} and {sweep.files[record.run_id]}"
+                )
+            seen[record.run_id] = sweep.files[record.run_id]
+    return sorted((r for s in sweeps for r in s.records), key=lambda r: r.run_id)
+
+
 def leaderboard_path(out: str | Path, format: str) -> Path:
     """`out` itself, or `out/leaderboard.<ext>` when `out` is a folder (existing, or a str ending in a slash)."""
     if Path(out).is_dir() or str(out).endswith(("/", os.sep)):
@@ -35,28 +82,25 @@ def leaderboard_path(out: str | Path, format: str) -> Path:
 
 
 def write_leaderboard(
-    runs_dir: str | Path,
+    runs: RunsDirs,
     out: str | Path | None = None,
     format: str = "md",
     plots_dir: str | Path | None = None,
     views: Sequence[View] = DEFAULT_VIEWS,
 ) -> str:
-    """Render the records under `runs_dir`; write the text to `out` (file or folder) when given, and PNG
-    plots and per-attack grids to `plots_dir` when given. Returns the text.
+    """Render the records under the runs folder(s) as one set of tables; write the text to `out` (file or
+    folder) when given, and PNG plots (with their index) and per-attack grids to `plots_dir` when given.
+    Returns the text.
 
     Every file is written atomically; a folder that cannot be written is a BenchError naming it.
     """
     check_format(format)
-    runs = find_runs(Path(runs_dir))
-    records = runs.records
-    tables = tables_for(records, views)
-    if not tables:
-        tracks = ", ".join(sorted({v.rows for v in views}))
-        raise BenchError(f"no records under {runs_dir} belong to the tables asked for ({tracks})")
+    sweeps = load_sweeps(runs_folders(runs))
+    tables = board_tables(combined_records(sweeps), views)
     text = render(tables, format)
-    if runs.skipped:
-        names = ", ".join(str(path.relative_to(runs_dir)) for path, _ in runs.skipped)
-        text += closing_note(f"{len(runs.skipped)} file(s) under {runs_dir} skipped, not records: {names}", format)
+    for sweep in (s for s in sweeps if s.skipped):
+        names = ", ".join(str(path.relative_to(sweep.folder)) for path, _ in sweep.skipped)
+        text += closing_note(f"{len(sweep.skipped)} file(s) under {sweep.folder} skipped, not records: {names}", format)
     if out is not None:
         try:
             path = leaderboard_path(out, format)
@@ -65,8 +109,9 @@ def write_leaderboard(
             raise BenchError(f"cannot write {out}: {err.strerror or err}") from None
     if plots_dir is not None:
         try:
-            write_plots(tables, Path(plots_dir), records, runs_dir=Path(runs_dir))
+            write_plots(tables, Path(plots_dir), sweeps)
         except OSError as err:
             raise BenchError(f"cannot write plots to {plots_dir}: {err.strerror or err}") from None
-    runs.notify()  # after the work succeeded: a refusal stays one line
+    for sweep in sweeps:
+        sweep.notify()  # after the work succeeded: a refusal stays one line
     return text

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
 
 def pairwise_mse(true: torch.Tensor, rec: torch.Tensor) -> torch.Tensor:
@@ -50,6 +49,8 @@ def one_to_one(cost: torch.Tensor) -> list[int | None]:
         >>> one_to_one(torch.tensor([[0.9, 0.1], [0.2, 0.8]]))
         [1, 0]
     """
+    from scipy.optimize import linear_sum_assignment  # on first use: scipy.optimize takes about a second to import
+
     rows, cols = linear_sum_assignment(np.asarray(cost.detach().cpu().double()))
     pairs: list[int | None] = [None] * cost.shape[0]
     for r, c in zip(rows.tolist(), cols.tolist()):

@@ -7,9 +7,6 @@ small stem. Parameter names stay torchvision's, so its checkpoints (and MoCo bac
 
 from __future__ import annotations
 
-from typing import Callable
-
-import torchvision
 from torch import nn
 
 from bench.errors import BenchError
@@ -31,7 +28,6 @@ def _stem(channels: int, small: bool) -> nn.Conv2d:
 
 def _build(
     name: str,
-    factory: Callable[..., torchvision.models.ResNet],
     num_classes: int,
     channels: int,
     image_size: int,
@@ -43,7 +39,9 @@ def _build(
     if image_size < minimum:
         stem = "small" if small else "standard"
         raise BenchError(f"{name} with the {stem} stem needs images of at least {minimum} px, got {image_size}")
-    model = factory(weights=None, num_classes=num_classes)
+    import torchvision  # on first use: importing it costs more than the rest of `bench.models` together
+
+    model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
     if small or channels != 3:
         model.conv1 = _stem(channels, small)
     if small:
@@ -53,9 +51,9 @@ def _build(
 
 @MODELS.register("resnet18", description="torchvision ResNet-18; small_stem (3x3, no max pool) by default up to 64 px")
 def build_resnet18(num_classes: int, channels: int, image_size: int, small_stem: bool | None = None) -> nn.Module:
-    return _build("resnet18", torchvision.models.resnet18, num_classes, channels, image_size, small_stem)
+    return _build("resnet18", num_classes, channels, image_size, small_stem)
 
 
 @MODELS.register("resnet50", description="torchvision ResNet-50; small_stem (3x3, no max pool) by default up to 64 px")
 def build_resnet50(num_classes: int, channels: int, image_size: int, small_stem: bool | None = None) -> nn.Module:
-    return _build("resnet50", torchvision.models.resnet50, num_classes, channels, image_size, small_stem)
+    return _build("resnet50", num_classes, channels, image_size, small_stem)
