@@ -6,6 +6,10 @@ the row sums of the last layer's weight gradient), then only the dummy image is 
 cross-entropy, squared L2 gradient distance over all parameters, L-BFGS, stopping once the distance falls
 below 1e-6. Defined for B = 1 only. When the threat model gives the label, that label is used.
 
+Regime (measured; leaderboard/calibration.md): DLG's LeNet at B = 1, where L-BFGS recovers the image
+exactly once it converges: 3 of 3 seeds on digits at 32 px (64-74 dB within 100 steps) and 2 of 3 on
+embedded-detail (32-42 dB at 100 steps, 54-61 dB at 300); the third natural-image seed stalls.
+
 Example:
     >>> rec = create_attack("idlg").reconstruct(case, budget=100, seed=0)
     >>> rec.labels, rec.extra["labels"]

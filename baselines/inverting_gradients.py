@@ -10,6 +10,21 @@ Labels: the known ones when the threat model gives them, else the iDLG rule for 
 code does) and a label-recovery method for larger batches (`label_method`, LLG by default); the authors'
 code optimises soft labels jointly in that case instead. `extra["labels"]` says which was used.
 
+Regime (measured; leaderboard/calibration.md): the attack needs a gradient that depends on the image.
+- An untrained ConvNet in BN eval mode does not give one: with the initial running statistics (0, 1) the
+  activations shrink layer by layer until the bias terms dominate, and every image leaks nearly the same
+  gradient (1 - cosine of a random image's gradient with the true one: 0.003 at width 16, 16 and 32 px).
+  This is why it stayed at the floor on the former quick sweep (untrained width-8 ConvNet, eval mode).
+  A few SGD steps (`--train-steps 100`) set the running statistics and the same distance becomes 0.67.
+- In BN train mode at B = 1 the gradient cannot see the image's contrast: scaling the true image by 1.5
+  leaves the cosine distance at exactly 0, because every BN layer divides the scale out. The attacks with
+  a BN-statistics prior (E2EGI, GradInversion) recover it from the uploaded statistics; this one cannot.
+- On DLG's sigmoid LeNet (no BN) it converges on smooth images (digits: 29-41 dB at 500 iterations) but
+  crawls on natural 32 px crops (12-20 dB at 2,000), where DLG's and iDLG's L-BFGS reach 30-60 dB: the
+  difference is the first-order optimiser on this ill-conditioned network, not the loss or the step
+  (unsigned Adam, lr 0.01, a constant schedule or the squared L2 distance all stay at 11-13 dB after 500
+  iterations on the same case). The paper's own regime is ReLU networks and 24,000 iterations.
+
 Example:
     >>> rec = create_attack("inverting-gradients", restarts=2).reconstruct(case, budget=500, seed=0)
     >>> rec.extra["labels"], rec.extra["restart_losses"]

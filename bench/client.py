@@ -208,7 +208,8 @@ def simulate(scenario: Scenario, device: torch.device | str = "cpu", collective=
         bn_stats={k: BatchNormStats(v.mean.cpu(), v.var.cpu()) for k, v in bn_stats.items()}
         if threat.bn_stats == "exact"
         else None,
-        info={"dataset": scenario.dataset},
+        # the public part of the data: which dataset (and local copy) the batch was drawn from, for priors
+        info={"dataset": scenario.dataset, **({"data_path": scenario.data_path} if scenario.data_path else {})},
     )
     sources = tuple(
         f"{scenario.dataset}#{i}@{s}" for b in batches for i, s in zip(b.items.tolist(), b.crop_seeds.tolist())

@@ -107,14 +107,15 @@ def summary_table(records: list[Record]) -> str:
                     _fmt(m.get("label_recall"), 3), _fmt(m.get("label_count_mae"), 3)]
         else:
             row += [ThreatModel.from_dict(s["threat"]).short(), s["seed"], r.status, _fmt(m.get("psnr")),
-                    _fmt(m.get("ssim"), 3), _fmt(m.get("lpips"), 3), _fmt(m.get("label_acc"), 3),
+                    _fmt(m.get("psnr_gain")), _fmt(m.get("ssim"), 3), _fmt(m.get("lpips"), 3), _fmt(m.get("label_acc"), 3),
                     _fmt(r.cost.get("wall_s"), 1) if r.cost else "-"]
         rows.append(row)
     if labels_only:
         headers = ["method", "model", "B", "r", *(["update"] if show_update else []), "seed", "status", "label acc ↑",
                    "precision ↑", "recall ↑", "count MAE ↓"]  # fmt: skip
     else:
-        headers = ["attack", "model", "B", "r", "threat", "seed", "status", "PSNR ↑", "SSIM ↑", "LPIPS ↓", "label acc ↑", "time s"]
+        headers = ["attack", "model", "B", "r", "threat", "seed", "status", "PSNR ↑", "gain ↑", "SSIM ↑", "LPIPS ↓",
+                   "label acc ↑", "time s"]
     return tabulate(rows, headers=headers)
 
 

@@ -5,6 +5,9 @@ removes only leftovers it can prove dead (same host, process gone): another run 
 folder keeps its files in flight, and a user's `.settings.json.bak` is never touched. Files and folders are
 created with the user's umask, like any other tool's (a shared results folder stays readable by the team).
 
+Also the on-disk cache of computed tensors (trained model states, dataset mean images): safetensors files
+under `default_cache_dir()`, written atomically; a damaged entry reads as missing and is recomputed.
+
 Example:
     >>> write_atomic(Path("runs/quick/0123abcd.json"), text)
     >>> remove_dead_leftovers(Path("runs/quick"))  # what killed writers left behind
@@ -19,7 +22,13 @@ import re
 import secrets
 import shutil
 import socket
+from collections.abc import Mapping
 from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
 
 SUFFIX = ".partial"
 _LEFTOVER = re.compile(r"^\.(?P<rest>.+)\.(?P<pid>\d+)\.(?P<token>[0-9a-f]{12})" + re.escape(SUFFIX) + "$")
@@ -131,3 +140,21 @@ def _exchange(a: Path, b: Path) -> bool:
     if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
         return False
     raise OSError(code, os.strerror(code), str(b))
+
+
+def default_cache_dir() -> Path:
+    """$BENCH_CACHE, else ~/.cache/gibench."""
+    return Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "gibench")
+
+
+def read_tensors(path: str | Path) -> dict[str, torch.Tensor] | None:
+    """The tensors of a cache file on CPU, or None when it is missing or damaged (to be recomputed)."""
+    try:
+        return st_load(Path(path).read_bytes())
+    except (SafetensorError, OSError):
+        return None
+
+
+def write_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor]) -> None:
+    """Write a cache file atomically."""
+    write_atomic(path, st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("bench.models", "bench.data", "bench.metrics", "bench.labels", "baselines", "attacks")
+MODULES = ("bench.models", "bench.data", "bench.metrics", "bench.labels", "bench.floors", "baselines", "attacks")
 
 
 def load_plugins() -> None:

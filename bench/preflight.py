@@ -20,7 +20,7 @@ from bench.attack import create_attack
 from bench.data import open_dataset
 from bench.engine.collective import check_splittable
 from bench.errors import BenchError
-from bench.files import partial_path
+from bench.files import default_cache_dir, partial_path
 from bench.labels import LABELS
 from bench.metrics import MetricConfig
 from bench.models import Architecture, build_model
@@ -77,8 +77,6 @@ def check_scenario(scenario: Scenario, built: set[tuple[str, str | None]] | None
     num_classes = scenario.num_classes or dataset.num_classes
     arch = Architecture(scenario.model, num_classes, dataset.channels, scenario.image_size, scenario.model_options)
     if scenario.train_steps > 0:
-        from bench.models.training import default_cache_dir
-
         check_writable(default_cache_dir())  # trained weights are cached there ($BENCH_CACHE)
     built = set() if built is None else built
     if (arch.key(), scenario.weights) not in built:

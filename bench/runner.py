@@ -25,6 +25,7 @@ from bench.cost import measure
 from bench.environment import environment
 from bench.errors import BenchError
 from bench.files import remove_dead_leftovers
+from bench.floors import floor_metrics, floor_psnrs
 from bench.labels import LABELS, missing_need, recover_labels
 from bench.metrics import MetricConfig, label_scores, score
 from bench.progress import Progress
@@ -62,10 +63,17 @@ def _record_fields(cell: Cell, secret: Secret | None, options: RunOptions) -> di
 
 
 def attack_case(
-    cell: Cell, case: Case, secret: Secret, options: RunOptions, client_cost: dict, progress: Progress | None = None
+    cell: Cell,
+    case: Case,
+    secret: Secret,
+    options: RunOptions,
+    client_cost: dict,
+    progress: Progress | None = None,
+    floors: dict[str, float] | None = None,
 ) -> tuple[Record, Reconstruction | None]:
     """Run one attack cell on an already simulated case; every outcome becomes a record. The cost is the
-    attack's own (scoring apart, in `score_s`); `client_cost` is what simulating the case cost."""
+    attack's own (scoring apart, in `score_s`); `client_cost` is what simulating the case cost; `floors`
+    are the prior floors' PSNRs on this case (computed here when not given), for `psnr_gain`."""
     device = torch.device(options.device)
     base = _record_fields(cell, secret, options)
     attack = create_attack(cell.attack, device=device, collective=options.collective)
@@ -78,6 +86,7 @@ def attack_case(
             rec = attack.reconstruct(case, budget=cell.budget, seed=cell.scenario.seed, progress=callback)
         with measure(device) as scoring:
             scores = score(rec, secret, options.metric)
+        floors = floors if floors is not None else floor_psnrs(case, secret, options.metric)
     except Exception as err:  # a failing attack is a result, not a crash of the sweep
         if _world_size(options) > 1:
             raise  # the ranks' collectives no longer line up: stop, and let the launcher stop the others
@@ -92,7 +101,7 @@ def attack_case(
         client=client_cost,
     )
     extra = {k: v for k, v in rec.extra.items() if isinstance(v, (str, int, float, bool, type(None), list, dict))}
-    metrics = {**scores.summary}
+    metrics = {**scores.summary, **floor_metrics(scores.summary["psnr"], floors)}
     per_image = {**scores.per_image, "attack_extra": extra}
     return Record(status="ok", metrics=metrics, per_image=per_image, cost=cost, **base), rec
 
@@ -151,7 +160,9 @@ def _run_one(cell: Cell, options: RunOptions, cache: dict, progress: Progress | 
     case, secret, client_cost = cache["case"], cache["secret"], cache["client_cost"]
     if cell.label_method is not None:
         return recover_case(cell, case, secret, options, client_cost), None, secret
-    record, rec = attack_case(cell, case, secret, options, client_cost, progress)
+    if "floors" not in cache:  # once per scenario, like the case: every attack's gain is over the same floor
+        cache["floors"] = floor_psnrs(case, secret, options.metric)
+    record, rec = attack_case(cell, case, secret, options, client_cost, progress, cache["floors"])
     return record, rec, secret
 
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from annotated_types import Ge, Gt
+from pydantic import PlainValidator
 
 from bench.defenses import parse_defense
 from bench.errors import BenchError
@@ -30,9 +31,26 @@ PRESET_DIR = Path(__file__).resolve().parent / "presets"
 TRACK_OF_FIELD = {"attacks": "attacks", "budget": "attacks", "budgets": "attacks", "label_methods": "labels"}
 
 
+
+def _budgets(value: object) -> object:
+    """One budget or a non-empty list of them, each an int >= 1 (one check, so an error names the attack)."""
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise ValueError("give one budget or a non-empty list of them")
+    for v in values:
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise ValueError("Input should be a valid integer")
+        if v < 1:
+            raise ValueError("Input should be greater than or equal to 1")
+    return value
+
+
+Budgets = Annotated[int | list[int], PlainValidator(_budgets)]
+
 @dataclass(frozen=True)
 class Sweep:
-    """A grid. Every tuple field is one axis; `budget` caps every attack's iterations (None: the paper's).
+    """A grid. Every tuple field is one axis; `budget` caps every attack's iterations (None: the paper's);
+    `budgets` overrides it per attack, with one budget or a list of them (one cell per budget).
 
     `model_options` maps a model name to its options ({convnet: {width: 8}}): a model not named keeps its
     builder's defaults. `infeasible`: "refuse" ends the sweep before any work when a cell's batch cannot be
@@ -59,7 +77,7 @@ class Sweep:
     bn_stats: Axis[Literal["none", "running", "exact"]] = ("exact",)
     seeds: Axis[Seed] = (0,)
     budget: Count | None = None
-    budgets: dict[str, Count] = field(default_factory=dict)
+    budgets: dict[str, Budgets] = field(default_factory=dict)
     label_source: Literal["dataset", "model"] = "dataset"
     bn_mode: Literal["train", "eval"] = "train"
     num_classes: Annotated[int, Ge(2)] | None = None  # one class: the loss and every gradient are zero
@@ -81,6 +99,11 @@ class Sweep:
             parse_defense(text)
         for steps, clients in itertools.product(self.local_steps, self.clients):
             ClientUpdate(steps, self.local_batch_size, self.local_lr, clients)
+
+    def budgets_for(self, attack: str) -> list[int | None]:
+        """The budgets `attack` runs at: its own (one or a list) or the sweep's `budget`."""
+        given = self.budgets.get(attack, self.budget)
+        return list(given) if isinstance(given, (list, tuple)) else [given]
 
     def options_for(self, model: str) -> dict[str, Any]:
         """The options written for `model` (none for a model the sweep does not name)."""
@@ -217,5 +240,5 @@ def expand(sweep: Sweep, method_names: list[str]) -> list[Cell]:
             if sweep.track == "labels":
                 cells.append(Cell(scenario, label_method=name))
             else:
-                cells.append(Cell(scenario, attack=name, budget=sweep.budgets.get(name, sweep.budget)))
+                cells.extend(Cell(scenario, attack=name, budget=budget) for budget in sweep.budgets_for(name))
     return cells

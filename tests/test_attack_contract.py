@@ -59,7 +59,7 @@ def cases() -> dict[str, tuple[Case, Secret]]:
 
 
 def test_the_attacks_of_the_benchmark_are_registered():
-    assert {"noise", "dlg", "idlg", "inverting-gradients", "gradinversion"} <= set(ATTACKS.names())
+    assert {"noise", "prior-grey", "prior-mean", "dlg", "idlg", "inverting-gradients", "gradinversion"} <= set(ATTACKS.names())
 
 
 @pytest.mark.parametrize("name", ATTACKS.names())

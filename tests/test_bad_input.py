@@ -161,6 +161,8 @@ BATTERY: dict[str, tuple[list[str], str, dict[str, str]]] = {
     "yaml-num-classes-negative": _yaml_case("num_classes: -1\n", "num_classes: Input should be greater than or equal to 2"),
     "yaml-data-path-number": _yaml_case("data_path: 5\n", "data_path: Input should be a valid string"),
     "yaml-budgets-negative": _yaml_case("budgets: {noise: -1}\n", "budgets['noise']: Input should be greater than or equal to 1"),
+    "yaml-budgets-list-zero": _yaml_case("budgets: {noise: [5, 0]}\n", "budgets['noise']: Input should be greater than or equal to 1"),
+    "yaml-budgets-list-empty": _yaml_case("budgets: {noise: []}\n", "budgets['noise']: give one budget or a non-empty list"),
     "yaml-budgets-unknown-attack": _yaml_case("budgets: {nosie: 5}\n", "unknown attack 'nosie'"),
     "yaml-seeds-empty": _yaml_case("seeds: []\n", "seeds: Tuple should have at least 1 item"),
     "yaml-batch-sizes-empty": _yaml_case("batch_sizes: []\n", "batch_sizes: Tuple should have at least 1 item", base=""),
@@ -270,7 +272,7 @@ ENVIRONMENT = {
 if NO_CUDA:
     BATTERY["device-cuda-absent"] = ([*RUN, "--device", "cuda"], "no CUDA device", {})
     BATTERY["nproc-cuda-absent"] = ([*RUN, "--nproc", "2", "--device", "cuda"], "no CUDA device", {})
-RECORDS = Path(__file__).resolve().parents[1] / "leaderboard" / "records" / "quick"
+RECORDS = Path(__file__).resolve().parents[1] / "leaderboard" / "records" / "calibration" / "lenet-embedded-16"
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, bytes | None]]:

@@ -16,7 +16,7 @@ from PIL import Image
 
 from bench.data import DATASETS, open_dataset
 from bench.data.cifar import CIFAR10, CIFAR100
-from bench.data.embedded import DEFAULT_ROOT, MIN_CROP_SCALE, EmbeddedDataset
+from bench.data.embedded import DEFAULT_ROOT, MIN_CROP_SCALE, NEAR_UNIFORM, EmbeddedDataset
 from bench.data.transforms import IMAGENET
 from bench.errors import BenchError
 
@@ -90,16 +90,43 @@ def test_card_lists_every_class():
 
 
 def test_build_script_reproduces_the_bundled_set(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("build_embedded", REPO / "datasets" / "build_embedded.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "build_embedded", module)  # dataclasses look their module up there
-    spec.loader.exec_module(module)
+    module = _script("build_embedded", monkeypatch)
     bundled = json.loads((DEFAULT_ROOT / "index.json").read_text())
     versions = {item["package"] for item in bundled["items"]}
     rebuilt = module.build(tmp_path / "embedded")
     if {item["package"] for item in rebuilt["items"]} != versions:
         pytest.skip("installed scikit-image/scikit-learn differ from the versions the bundled set was built with")
     assert rebuilt == bundled
+
+
+def _script(name: str, monkeypatch):
+    spec = importlib.util.spec_from_file_location(name, REPO / "datasets" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_near_uniform_classes_are_the_measured_ones(embedded, monkeypatch):
+    uniformity = _script("uniformity", monkeypatch)
+    rows = uniformity.class_uniformity(embedded, size=32, samples=64)
+    assert {row.name for row in rows if row.near_uniform} == set(NEAR_UNIFORM)
+    # re-cropping cannot rescue them: hardly any of their crops shows detail at 32 px
+    assert all(row.detailed_share <= 0.05 for row in rows if row.near_uniform)
+    assert sum(row.detailed_share >= 0.8 for row in rows if not row.near_uniform) >= 15
+
+
+def test_embedded_detail_drops_the_near_uniform_classes_and_keeps_every_other_sample(embedded):
+    detail = open_dataset("embedded-detail")
+    assert detail.name == "embedded-detail" and detail.num_classes == 17 == len(embedded.class_names) - 6
+    assert not set(detail.class_names) & set(NEAR_UNIFORM)
+    assert sorted(set(detail.labels.tolist())) == list(range(17))
+    kept = [i for i, label in enumerate(embedded.labels) if embedded.class_names[label] not in NEAR_UNIFORM]
+    assert len(detail) == len(kept)
+    for j in (0, 5, len(kept) - 1):
+        i = kept[j]
+        assert detail.class_names[detail.labels[j]] == embedded.class_names[embedded.labels[i]]
+        assert torch.equal(detail.load(j, 32, crop_seed=9), embedded.load(i, 32, crop_seed=9))
 
 
 def test_embedded_metadata(embedded):
@@ -351,3 +378,37 @@ def test_celeba_errors(tmp_path):
     one_line_error(opener, str(tmp_path))
     (tmp_path / "identity_CelebA.txt").unlink()
     assert "identity_CelebA.txt" in one_line_error(opener, str(tmp_path))
+
+
+# ---- digits (scikit-learn's bundled copy) -------------------------------------------------------------
+
+
+def test_digits_are_scikit_learns_upsampled_and_class_balanced():
+    from sklearn.datasets import load_digits
+
+    data, reference = open_dataset("digits"), load_digits()
+    assert (len(data), data.num_classes, data.channels) == (1797, 10, 1)
+    assert data.labels.tolist() == reference.target.tolist()
+    native = data.load(5, 8, crop_seed=0)
+    assert torch.equal(native[0], torch.from_numpy(reference.images[5] / 16.0).float())  # 8 px: the data itself
+    large = data.load(5, 32, crop_seed=0)
+    assert large.shape == (1, 32, 32) and 0.0 <= large.min() and large.max() <= 1.0
+    assert torch.equal(large, data.load(5, 32, crop_seed=99))  # no crops: deterministic
+    assert abs(large.mean().item() - native.mean().item()) < 0.02  # upsampling keeps the ink
+    pixels = reference.images / 16.0
+    assert data.normalization.mean[0] == pytest.approx(pixels.mean(), abs=1e-4)
+    assert data.normalization.std[0] == pytest.approx(pixels.std(), abs=1e-4)
+
+
+def test_digits_without_scikit_learn_is_a_one_line_error(monkeypatch):
+    from bench.data import digits
+
+    digits._bundled.cache_clear()
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # import fails as if it were not installed
+    try:
+        with pytest.raises(BenchError, match="pip install scikit-learn"):
+            open_dataset("digits")
+    finally:
+        digits._bundled.cache_clear()
+    with pytest.raises(BenchError, match="takes no --data-path"):
+        open_dataset("digits", "/some/where")

@@ -119,6 +119,59 @@ def test_cell_text_counts_every_run():
     assert CellStats().text(2) == ""
 
 
+def test_above_the_floor_needs_every_seed_and_a_ci_clear_of_zero():
+    assert CellStats((30.0, 31.0, 32.0), n_ok=3, gains=(5.0, 6.0, 7.0)).above_floor is True  # 6 ± 2.48
+    assert CellStats((30.0, 31.0, 32.0), n_ok=3, gains=(1.0, 6.0, 11.0)).above_floor is False  # 6 ± 12.4
+    assert CellStats((30.0,), n_ok=1, gains=(9.0,)).above_floor is False  # one seed: no interval, no claim
+    assert CellStats((30.0, 31.0), n_ok=2, n_failed=1, gains=(5.0, 6.0)).above_floor is False  # a failed seed
+    assert CellStats((-3.0, -2.0, -1.0), n_ok=3, gains=(-3.0, -2.0, -1.0)).above_floor is False  # below
+    assert CellStats((30.0, 31.0), n_ok=2).above_floor is None  # no gain recorded (old records, label track)
+    marked = CellStats((30.0, 31.0, 32.0), n_ok=3, gains=(5.0, 6.0, 7.0))
+    assert marked.text(2, mark_floor=True) == "31.00 ± 2.48 *" and marked.text(2) == "31.00 ± 2.48"
+
+
+def _floor_records() -> list[Record]:
+    """An attack clear of the floor at B=1, at the floor at B=2; both floors and the random start."""
+    gains = {("dlg", 1): (10.0, 12.0, 14.0), ("dlg", 2): (-1.0, 2.0, 0.5), ("prior-grey", 1): (-1.0,) * 3,
+             ("prior-mean", 1): (0.0,) * 3, ("noise", 1): (-12.0,) * 3, ("prior-grey", 2): (0.0,) * 3,
+             ("prior-mean", 2): (-0.5,) * 3, ("noise", 2): (-11.0,) * 3}  # fmt: skip
+    return [
+        make_record(method, batch, seed, metrics={"psnr": 20.0 + gain, "ssim": 0.5, "psnr_gain": gain})
+        for (method, batch), values in gains.items()
+        for seed, gain in enumerate(values)
+    ]
+
+
+def test_tables_list_the_floors_after_the_attacks_and_mark_cells_above_them(tmp_path: Path):
+    records = _floor_records()
+    (table,) = aggregate(records, metric="psnr")
+    assert [row.label for row in table.rows] == [
+        "dlg", "prior-grey (floor)", "prior-mean (floor)", "noise (random start)"
+    ]  # fmt: skip
+    dlg = table.text_rows()[0]
+    assert dlg[1].endswith(" *") and not dlg[2].endswith("*")  # B=1 clear of the floor, B=2 not
+    assert not any(cell.endswith("*") for row in table.text_rows()[1:] for cell in row)
+    (gain,) = aggregate(records, metric="psnr_gain")
+    assert gain.text_rows()[0][1] == "12.00 ± 4.97 *"
+    (ssim,) = aggregate(records, metric="ssim")
+    assert not ssim.marks_floor and not any("*" in cell for row in ssim.text_rows() for cell in row)
+    for record in records:
+        save_record(record, tmp_path / "runs")
+    md = write_leaderboard(tmp_path / "runs", format="md", plots_dir=tmp_path / "plots")
+    assert "*: significantly above the prior floor" in md.splitlines()[0]
+    assert Image.open(next((tmp_path / "plots").glob("psnr-vs-B-*.png"))).size == (640, 400)
+    rows = list(csv.DictReader(io.StringIO(write_leaderboard(tmp_path / "runs", format="csv"))))
+    dlg1 = next(r for r in rows if r["method"] == "dlg" and r["column_value"] == "1")
+    assert (float(dlg1["gain_mean"]), dlg1["above_floor"]) == (12.0, "true")
+    assert next(r for r in rows if r["method"] == "dlg" and r["column_value"] == "2")["above_floor"] == "false"
+
+
+def test_tables_without_gains_carry_no_marks(runs: Path):
+    assert "significantly above" not in write_leaderboard(runs, format="md")
+    rows = list(csv.DictReader(io.StringIO(write_leaderboard(runs, format="csv"))))
+    assert {r["above_floor"] for r in rows} == {""}
+
+
 # --- aggregation ------------------------------------------------------------------------------------
 
 

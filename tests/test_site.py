@@ -279,6 +279,11 @@ def test_gain_tables_and_plots_when_records_carry_psnr_gain(gain_metric, tmp_pat
     assert "psnr_gain ↑ (dB)" in write_leaderboard(folder, format="md")  # every format shows the same tables
     plain = [make_record("dlg", 4, 0, metrics={"psnr": 20.0})]
     assert with_gain_views(DEFAULT_VIEWS, plain) == DEFAULT_VIEWS
+    # one batch size (a calibration at B = 1): the gain still has its table against the attack tables' axis
+    single = [make_record("dlg", 1, seed, metrics={"psnr": 20.0, "psnr_gain": 1.0}) for seed in (0, 1)]
+    assert [(v.metric, v.columns) for v in with_gain_views(DEFAULT_VIEWS, single)][:2] == [
+        ("psnr", "batch_size"), ("psnr_gain", "batch_size"),
+    ]  # fmt: skip
 
 
 def test_the_papers_number_is_shown_where_the_table_covers_it(tmp_path: Path):

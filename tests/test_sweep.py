@@ -123,7 +123,7 @@ def test_ranks_share_unsharded_cells_and_resume_with_another_world_size(tmp_path
 
 
 def test_model_options_belong_to_their_model():
-    sweep = load_preset("quick")
+    sweep = load_preset("smoke")
     assert sweep.model_options == {"convnet": {"width": 8}}
     cells = expand(dataclasses.replace(sweep, models=("lenet", "convnet")), ["noise"])
     options = {c.scenario.model: c.scenario.model_options for c in cells}
@@ -150,6 +150,14 @@ def test_infeasible_cells_are_refused_or_recorded_as_skipped(tmp_path):
         Sweep(infeasible="ignore")
 
 
+def test_budgets_may_list_several_values_for_one_attack():
+    sweep = Sweep(attacks=("dlg", "noise"), budget=5, budgets={"dlg": [10, 100]})
+    cells = expand(sweep, ["dlg", "noise"])
+    assert [(c.attack, c.budget) for c in cells] == [("dlg", 10), ("dlg", 100), ("noise", 5)]
+    single = expand(dataclasses.replace(sweep, budgets={"dlg": 10}), ["dlg"])
+    assert single[0].run_id == cells[0].run_id  # a list adds cells; it does not change any cell's id
+
+
 def test_model_seed_fixes_the_weights_across_seeds_and_keeps_other_run_ids():
     sweep = dataclasses.replace(load_preset("quick"), seeds=(0, 1))
     plain = expand(sweep, ["noise"])
@@ -157,7 +165,8 @@ def test_model_seed_fixes_the_weights_across_seeds_and_keeps_other_run_ids():
     fixed = expand(dataclasses.replace(sweep, model_seed=7), ["noise"])
     assert {c.scenario.model_seed for c in fixed} == {7} and len({c.scenario.seed for c in fixed}) == 2
     assert {c.run_id for c in fixed}.isdisjoint(c.run_id for c in plain)
-    # the quick sweep still expands to the run ids of its committed records
-    committed = records_of(ROOT / "leaderboard" / "records" / "quick")
+    # a published sweep still expands to the run ids of its committed records
+    committed = records_of(ROOT / "leaderboard" / "records" / "cpu-images" / "lenet")
     attacks = sorted({r["config"]["attack"] for r in committed.values()})
-    assert {c.run_id for c in expand(load_preset("quick"), attacks)} == set(committed)
+    published = load_sweep_file(ROOT / "leaderboard" / "sweeps" / "cpu-images-lenet.yaml")
+    assert {c.run_id for c in expand(published, attacks)} == set(committed)

@@ -41,7 +41,20 @@ _NAMED_FIELDS = {"dataset", "model", "image_size", "batch_size", "repetition", "
 _DEFAULTS = Scenario().to_dict()
 # Decimals per metric: dB values to 0.01, fractions and distances in [0, 1] to 0.001, MSE finer.
 _DIGITS = {"mse": 4, "mse_best_match": 4, "label_count_mae": 2}
+# The gain over the prior floor decides which cells are marked as reconstructing (bench.floors); the
+# marks appear in tables of PSNR and of the gain itself.
+GAIN_METRIC = "psnr_gain"
+FLOOR_MARKED_METRICS = frozenset({"psnr", GAIN_METRIC})
 FLOOR_PREFIX = "prior-"  # the prior-only floors are registered as attacks named prior-<prior>
+RANDOM_START = "noise"  # where optimisation starts: a reference row, not a floor
+REFERENCE_ORDER = ("floor", "random start")  # reference rows follow the attacks in this order
+
+
+def reference_role(method: str) -> str | None:
+    """What a reference row is ('floor', 'random start'), shown beside its name; None for an attack."""
+    if method.startswith(FLOOR_PREFIX):
+        return "floor"
+    return "random start" if method == RANDOM_START else None
 
 
 def digits_for(metric: str) -> int:
@@ -111,7 +124,12 @@ class Row:
     @property
     def is_floor(self) -> bool:
         """A prior-only floor (what an attacker who ignores the gradient outputs), not an attack."""
-        return self.method.startswith(FLOOR_PREFIX)
+        return reference_role(self.method) == "floor"
+
+    @property
+    def is_reference(self) -> bool:
+        """A floor or the random start: drawn dashed, listed after the attacks."""
+        return reference_role(self.method) is not None
 
 
 @dataclass(frozen=True)
@@ -142,15 +160,22 @@ class Table:
         unit = METRICS.get(self.metric).obj.unit
         return " · ".join([*self.group.parts(), f"{self.metric} {self.arrow}" + (f" ({unit})" if unit else "")])
 
+    @property
+    def marks_floor(self) -> bool:
+        """Whether cells significantly above the prior floor are marked (see `CellStats.above_floor`)."""
+        return self.metric in FLOOR_MARKED_METRICS and any(c.gains for row in self.rows for c in row.cells)
+
     def headers(self) -> list[str]:
         first = f"{ROW_AXES[self.row_axis]} ({self.metric} {self.arrow})"
         return [first, *(axis_text(self.column_axis, c) for c in self.columns), "s/run", "total h"]
 
-    def text_rows(self) -> list[list[str]]:
+    def text_rows(self, mark_floor: bool = True) -> list[list[str]]:
+        """Each row's cells as text; `mark_floor=False` leaves out the * (the site draws its own mark)."""
+        mark = mark_floor and self.marks_floor
         return [
             [
                 row.label,
-                *(cell.text(self.digits) for cell in row.cells),
+                *(cell.text(self.digits, mark) for cell in row.cells),
                 "-" if row.wall_s_mean is None else _small(row.wall_s_mean),
                 _small(row.wall_h_total),
             ]
@@ -228,8 +253,9 @@ def metric_value(record: Record, metric: str) -> float | None:
 def _cell(records: list[Record], metric: str) -> CellStats:
     status = Counter("ok" if r.status == "ok" else "skipped" if r.status == "skipped" else "failed" for r in records)
     values = tuple(v for v in (metric_value(r, metric) for r in records) if v is not None)
+    gains = tuple(v for v in (metric_value(r, GAIN_METRIC) for r in records) if v is not None)
     run_ids = tuple(sorted(r.run_id for r in records))
-    return CellStats(values, status["ok"], status["failed"], status["skipped"], run_ids)
+    return CellStats(values, status["ok"], status["failed"], status["skipped"], run_ids=run_ids, gains=gains)
 
 
 def _row(
@@ -256,12 +282,18 @@ def _table(group: Group, runs: list[Record], rows: str, columns: str, metric: st
     cells: dict[tuple[str, int | None], dict[float, list[Record]]] = defaultdict(lambda: defaultdict(list))
     for r in runs:
         cells[(_method(r)[1], r.config.get("budget"))][float(r.config["scenario"][columns])].append(r)
-    keys = sorted(cells, key=lambda k: (k[0], -1 if k[1] is None else k[1]))
+    def order(key: tuple[str, int | None]) -> tuple:
+        role = reference_role(key[0])
+        return (-1 if role is None else REFERENCE_ORDER.index(role), key[0], -1 if key[1] is None else key[1])
+
+    keys = sorted(cells, key=order)
     budgets = Counter(method for method, _ in keys)
 
     def label(method: str, budget: int | None) -> str:
-        # a method run at several budgets gets one row per budget, named by it
-        return method if budgets[method] == 1 else f"{method} ({'default' if budget is None else budget} it)"
+        # a method run at several budgets gets one row per budget, named by it; references say what they are
+        name = method if budgets[method] == 1 else f"{method} ({'default' if budget is None else budget} it)"
+        role = reference_role(method)
+        return name if role is None else f"{name} ({role})"
 
     return Table(
         group, metric, rows, columns, column_values,

@@ -25,7 +25,7 @@ from pathlib import Path
 from bench.claims import PaperPoint, paper_points
 from bench.files import write_atomic
 from bench.grid import GRID_FOLDER, save_attack_grid
-from bench.leaderboard.aggregate import COLUMN_AXES, ROW_AXES, Table, axis_text
+from bench.leaderboard.aggregate import COLUMN_AXES, GAIN_METRIC, ROW_AXES, Table, axis_text
 from bench.leaderboard.runs import Sweep
 from bench.metrics.catalog import METRICS
 
@@ -33,7 +33,6 @@ FIGSIZE = (6.4, 4.0)  # inches; at DPI 100 a plot is 640 x 400 pixels
 DPI = 100
 X_LABELS = {"batch_size": "batch size B", "repetition": "label repetition rate r = 1 - U/B"}
 TITLE_WIDTH = 90  # characters per title line: at fontsize 8 a longer line overflows a 640-pixel plot
-GAIN_METRIC = "psnr_gain"  # PSNR over the strongest prior floor on the same case: 0 dB is the floor
 FLOOR_STYLE = {"color": "0.45", "linestyle": "--"}
 PLOT_INDEX = "index.md"
 
@@ -70,10 +69,18 @@ def claims_for(table: Table) -> list[PaperPoint]:
 
 
 def plot_png(table: Table) -> bytes | None:
-    """One line per row (mean, CI error bars) over the table's columns; None when no cell has a value."""
+    """One line per row (mean, CI error bars) over the table's columns; None when no cell has a value.
+
+    Reference rows (the prior floors, the random start) are dashed grey; where the table marks cells above
+    the prior floor, those points are ringed, as the tables mark them with *.
+    """
     series = []
     for row in table.rows:
-        points = [(x, c.mean, c.ci95 or 0.0) for x, c in zip(table.columns, row.cells) if c.mean is not None]
+        points = [
+            (x, c.mean, c.ci95 or 0.0, table.marks_floor and bool(c.above_floor))
+            for x, c in zip(table.columns, row.cells)
+            if c.mean is not None
+        ]
         if points:
             series.append((row, points))
     if not series:
@@ -86,12 +93,17 @@ def plot_png(table: Table) -> bytes | None:
     axes = figure.add_subplot()
     colours = {}
     for row, points in series:
-        xs, ys, errs = zip(*points)
-        style = FLOOR_STYLE if row.is_floor else {}
+        xs, ys, errs, marked = zip(*points)
+        style = FLOOR_STYLE if row.is_reference else {}
         drawn = axes.errorbar(
             xs, ys, yerr=errs, label=row.label, marker="o", markersize=4, capsize=3, linewidth=1.2, **style
         )
         colours.setdefault(row.method, drawn.lines[0].get_color())
+        ringed = [(x, y) for x, y, m in zip(xs, ys, marked) if m]
+        if ringed:
+            axes.scatter(*zip(*ringed), s=110, facecolors="none", edgecolors="black", linewidths=1.0, zorder=3)
+    if any(m for _, points in series for *_, m in points):
+        axes.scatter([], [], s=110, facecolors="none", edgecolors="black", label="* above the prior floor (95% CI)")
     if table.metric == GAIN_METRIC:
         axes.axhline(0.0, linewidth=1.0, label="prior floor (0 dB)", **FLOOR_STYLE)
     for claim in claims_for(table):  # a star in the method's colour
@@ -136,8 +148,11 @@ def write_attack_grids(sweeps: Sequence[Sweep], out_dir: Path) -> list[Path]:
         grid = sweep.grid(r.run_id)
         if "attack" in r.config and r.status == "ok" and grid is not None:
             s = r.config["scenario"]
-            order = (s["dataset"], s["model"], s["batch_size"], s["repetition"], s["seed"], r.run_id)
-            caption = f"{s['model']} B={s['batch_size']} r={s['repetition']:g} seed {s['seed']} ({r.run_id[:8]})"
+            order = (s["dataset"], s["model"], s["image_size"], s["batch_size"], s["repetition"], s["seed"], r.run_id)
+            caption = (
+                f"{s['dataset']} {s['model']} {s['image_size']} px B={s['batch_size']} r={s['repetition']:g} "
+                f"seed {s['seed']} ({r.run_id[:8]})"
+            )  # the setting, so a grid names the table it belongs to
             found[str(r.config["attack"])].append((order, caption, grid))
     paths = []
     for attack in sorted(found):

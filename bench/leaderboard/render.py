@@ -1,9 +1,11 @@
 """Tables -> text: GitHub Markdown, LaTeX (booktabs), CSV and HTML. Same tables in, same bytes out.
 
-Markdown, LaTeX and HTML start with one legend line; each table has a title line naming its group and
+Markdown, LaTeX and HTML start with one legend line (explaining the mark of cells above the prior floor
+when a table carries it); each table has a title line naming its group and
 metric, and a footnote line with its run counts, git commits and devices ("commits differ: ..." when the
 runs come from more than one). CSV is one row per cell with the group in columns (so it needs no title
-lines) and the numbers apart: mean, ci95, n_values, n_ok, n_failed, n_skipped, n_total.
+lines) and the numbers apart: mean, ci95, n_values, n_ok, n_failed, n_skipped, n_total, and the gain over
+the prior floor: gain_mean, gain_ci95, above_floor (empty where the runs carry no gain).
 
 Example:
     >>> print(render(aggregate(records), "md"))
@@ -20,11 +22,16 @@ from tabulate import LATEX_ESCAPE_RULES, tabulate
 
 from bench.errors import BenchError
 from bench.leaderboard.aggregate import Table
-from bench.leaderboard.stats import NO_INTERVAL
+from bench.leaderboard.stats import ABOVE_FLOOR_MARK, NO_INTERVAL
 
 LEGEND = (
     f"Cells: mean ± 95% CI over seeds (Student t, n-1 dof; ± {NO_INTERVAL} for a single seed); "
     "(k/n): runs that gave a value / all runs, failed and skipped runs included."
+)
+FLOOR_LEGEND = (
+    f"{ABOVE_FLOOR_MARK}: significantly above the prior floor: the 95% CI over seeds of the PSNR gain over the "
+    "stronger prior (flat grey or dataset mean image, same case) lies above 0. Rows marked (floor) are those "
+    "priors; noise (random start) is where optimisation starts, not a floor."
 )
 # Applied after escaping, so the inserted "$" and "\" stay LaTeX.
 _LATEX_SYMBOLS = {"±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "·": r"$\cdot$", "–": "--"}
@@ -32,6 +39,7 @@ CSV_HEADERS = [
     "track", "labels_known", "bn_stats", "batch_size_known", "dataset", "model", "image_size", "fixed_axis",
     "fixed_value", "settings", "metric", "better", "method", "budget", "column_axis", "column_value",
     "mean", "ci95", "n_values", "n_ok", "n_failed", "n_skipped", "n_total", "row_s_per_run",
+    "gain_mean", "gain_ci95", "above_floor",
 ]
 
 
@@ -52,15 +60,20 @@ def latex_escape(text: str) -> str:
     return _latex_symbols("".join(LATEX_ESCAPE_RULES.get(ch, ch) for ch in text))
 
 
+def legend(tables: Sequence[Table]) -> str:
+    """The legend line, with the floor mark explained when a table uses it."""
+    return f"{LEGEND} {FLOOR_LEGEND}" if any(t.marks_floor for t in tables) else LEGEND
+
+
 def render_md(tables: Sequence[Table]) -> str:
-    parts = [LEGEND]
+    parts = [legend(tables)]
     for table in tables:
         parts += [f"### {table.title}", _grid(table, "github"), table.footnote]
     return "\n\n".join(parts) + "\n"
 
 
 def render_latex(tables: Sequence[Table]) -> str:
-    parts = [f"% {LEGEND}"]
+    parts = [f"% {legend(tables)}"]
     for table in tables:
         parts.append("\n".join([
             r"\begin{table}[ht]",
@@ -75,7 +88,7 @@ def render_latex(tables: Sequence[Table]) -> str:
 
 
 def render_html(tables: Sequence[Table]) -> str:
-    parts = [f"<p>{html.escape(LEGEND)}</p>"]
+    parts = [f"<p>{html.escape(legend(tables))}</p>"]
     for table in tables:
         parts += [
             f"<h3>{html.escape(table.title)}</h3>",
@@ -112,6 +125,8 @@ def render_csv(tables: Sequence[Table]) -> str:
                     *group, row.method, "" if row.budget is None else row.budget, table.column_axis, f"{column:g}",
                     _number(cell.mean), _number(cell.ci95), cell.n_values, cell.n_ok, cell.n_failed,
                     cell.n_skipped, cell.n_total, _number(row.wall_s_mean),
+                    _number(cell.gain_mean), _number(cell.gain_ci95),
+                    "" if cell.above_floor is None else _bool(cell.above_floor),
                 ])
     return out.getvalue()
 

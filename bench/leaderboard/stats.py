@@ -3,6 +3,11 @@
 The interval is Student's t with n - 1 degrees of freedom: mean ± t_{0.975, n-1} * s / sqrt(n), s the
 sample standard deviation. With one value there is no interval, shown as "± –".
 
+Above the floor: an attack cell also holds each run's `psnr_gain` (its PSNR minus the stronger prior
+floor's on the same case, so the comparison is paired by case). The cell is significantly above the floor
+when the 95% interval of the mean gain lies entirely above 0 (a one-sided paired t-test at 2.5%); a cell
+needs at least two seeds for that, and a run without a value (failed) counts against it through n_values.
+
 Example:
     >>> CellStats(values=(1.0, 2.0, 3.0), n_ok=3).text(2)
     '2.00 ± 2.48'
@@ -15,6 +20,7 @@ import statistics
 from dataclasses import dataclass
 
 NO_INTERVAL = "–"
+ABOVE_FLOOR_MARK = "*"
 
 
 def t_quantile(n: int) -> float:
@@ -54,6 +60,7 @@ class CellStats:
     n_failed: int = 0
     n_skipped: int = 0
     run_ids: tuple[str, ...] = ()
+    gains: tuple[float, ...] = ()  # psnr_gain of the runs that have one (attack cells of recent records)
 
     @property
     def n_total(self) -> int:
@@ -71,8 +78,28 @@ class CellStats:
     def ci95(self) -> float | None:
         return mean_ci95(self.values)[1]
 
-    def text(self, digits: int) -> str:
-        """'23.10 ± 0.40', '23.10 ± 0.40 (2/3)' when some runs gave no value, 'skipped', 'failed (0/3)'."""
+    @property
+    def gain_mean(self) -> float | None:
+        return mean_ci95(self.gains)[0]
+
+    @property
+    def gain_ci95(self) -> float | None:
+        return mean_ci95(self.gains)[1]
+
+    @property
+    def above_floor(self) -> bool | None:
+        """Whether the gain's 95% CI lies above 0; None when the runs carry no gain (label track, old records).
+
+        Every run of the cell must have given a gain: a failed seed leaves the claim unproven (False).
+        """
+        if not self.gains:
+            return None
+        mean, ci = mean_ci95(self.gains)
+        return ci is not None and len(self.gains) == self.n_total and mean - ci > 0
+
+    def text(self, digits: int, mark_floor: bool = False) -> str:
+        """'23.10 ± 0.40', '23.10 ± 0.40 (2/3)' when some runs gave no value, 'skipped', 'failed (0/3)';
+        with `mark_floor`, '23.10 ± 0.40 *' when the cell is significantly above the prior floor."""
         if self.n_total == 0:
             return ""
         count = f"({self.n_values}/{self.n_total})"
@@ -82,4 +109,5 @@ class CellStats:
             return f"failed {count}" if self.n_failed else f"n/a {count}"
         mean, ci = mean_ci95(self.values)
         text = f"{fixed(mean, digits)} ± {NO_INTERVAL if ci is None else fixed(ci, digits)}"
-        return text if self.n_values == self.n_total else f"{text} {count}"
+        text = text if self.n_values == self.n_total else f"{text} {count}"
+        return f"{text} {ABOVE_FLOOR_MARK}" if mark_floor and self.above_floor else text

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.files import write_atomic
-from bench.leaderboard.aggregate import DEFAULT_VIEWS, Table, View, tables_for
-from bench.leaderboard.plots import GAIN_METRIC, write_plots
+from bench.leaderboard.aggregate import DEFAULT_VIEWS, GAIN_METRIC, Table, View, tables_for
+from bench.leaderboard.plots import write_plots
 from bench.leaderboard.render import EXTENSIONS, check_format, closing_note, render
 from bench.leaderboard.runs import Sweep, load_sweeps
 from bench.metrics.catalog import METRICS
@@ -35,12 +35,16 @@ def views_for(metrics: Sequence[str] | None = None, columns: str | None = None) 
 
 def with_gain_views(views: Sequence[View], records: Sequence[Record]) -> tuple[View, ...]:
     """`views` and, when the attack records carry the PSNR gain over the prior floor, its tables against
-    each axis the records vary (after the other attack views)."""
+    the attack views' axis and each other axis the records vary (after the other attack views)."""
     attacks = [r for r in records if "attack" in r.config]
     if GAIN_METRIC not in METRICS or not any(GAIN_METRIC in r.metrics for r in attacks):
         return tuple(views)
-    varied = [v for v in GAIN_VIEWS if v not in views and len({r.config["scenario"][v.columns] for r in attacks}) > 1]
     first = [v for v in views if v.rows == "attack"]
+    shown = {v.columns for v in first}
+    varied = [
+        v for v in GAIN_VIEWS
+        if v not in views and (v.columns in shown or len({r.config["scenario"][v.columns] for r in attacks}) > 1)
+    ]  # fmt: skip
     return (*first, *varied, *(v for v in views if v.rows != "attack"))
 
 

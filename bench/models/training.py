@@ -20,23 +20,15 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file
-from safetensors.torch import save as st_save
 from torch import nn
 
 from bench.data import ImageSource
 from bench.errors import BenchError
-from bench.files import write_atomic
+from bench.files import default_cache_dir, read_tensors, write_tensors
 from bench.models import Architecture, build_model
 
 # Bump when the training procedure changes, so old cache entries are not reused.
 PROCEDURE_VERSION = 1
-
-
-def default_cache_dir() -> Path:
-    """$BENCH_CACHE, else ~/.cache/gibench."""
-    return Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "gibench")
 
 
 def trained_state(
@@ -60,14 +52,14 @@ def trained_state(
     key = cache_key(arch, init_state, dataset, steps, lr, batch_size, seed, size)
     path = Path(cache_dir if cache_dir is not None else default_cache_dir()) / "trained" / f"{key}.safetensors"
     device = next(iter(init_state.values())).device
-    cached = _read(path)
+    cached = read_tensors(path)
     if cached is not None and cached.keys() == init_state.keys():
         return {k: v.to(device) for k, v in cached.items()}
     model = build_model(arch, seed=0).to(device)
     model.load_state_dict(init_state)
     train_steps(model, dataset, steps, lr, batch_size, seed, size)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    write_atomic(path, st_save({k: v.detach().cpu().contiguous() for k, v in state.items()}))
+    write_tensors(path, state)
     return state
 
 
@@ -145,12 +137,3 @@ def _validate(arch: Architecture, dataset: ImageSource, steps: int, lr: float, b
         raise BenchError(f"training batch size {batch_size} exceeds the {len(dataset.labels)} items of {dataset.name}")
     if dataset.channels != arch.channels:
         raise BenchError(f"{dataset.name} has {dataset.channels} channels but {arch.name} expects {arch.channels}")
-
-
-def _read(path: Path) -> dict[str, torch.Tensor] | None:
-    if not path.is_file():
-        return None
-    try:
-        return load_file(str(path), device="cpu")
-    except (SafetensorError, OSError):
-        return None  # a damaged cache entry is recomputed and overwritten

@@ -142,8 +142,8 @@ class SweepPage:
 
 def above_floor(cell: CellStats) -> bool | None:
     """Whether the cell is significantly above the prior floor (its 95% CI clear of it), as the aggregation
-    marks it in `CellStats.above_floor`; None where the aggregated data carries no such mark."""
-    return getattr(cell, "above_floor", None)
+    marks it in `CellStats.above_floor`; None where the runs carry no gain over the floor."""
+    return cell.above_floor
 
 
 def _unique(values: Iterable) -> list:
@@ -218,7 +218,7 @@ def _cell_view(cell: CellStats, text: str, column: float) -> CellView:
 
 def _table_view(table: Table, records: dict[str, Record], plot: str | None) -> TableView:
     rows = []
-    for row, texts in zip(table.rows, table.text_rows()):
+    for row, texts in zip(table.rows, table.text_rows(mark_floor=False)):  # marked by above_floor
         counts = CellStats(
             n_ok=sum(c.n_ok for c in row.cells), n_failed=sum(c.n_failed for c in row.cells),
             n_skipped=sum(c.n_skipped for c in row.cells),

@@ -1,0 +1,81 @@
+"""Prior-only floors: what an attacker who ignores the gradient outputs, scored on every image run.
+
+`prior-grey` returns the flat grey image (0.5 everywhere) for every sample; `prior-mean` returns the
+dataset's mean image at the case's size (`bench.data.mean`). Neither reads the gradient, so neither can
+recover labels: they return the labels only when the threat model gives them. An attack reconstructs only
+where it beats the stronger of the two on the same case; the runner records its gain over that floor,
+`psnr_gain` = attack PSNR - max(floor PSNRs), all one-to-one PSNRs (`floor_metrics`). The `noise`
+attack (uniform random images) is the attacks' random starting point, not a floor: it scores far below.
+
+Example:
+    >>> floors = floor_psnrs(case, secret)        # {"prior-grey": 21.3, "prior-mean": 22.0}
+    >>> floor_metrics(24.5, floors)["psnr_gain"]  # 2.5
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+
+import torch
+
+from bench.attack import Attack, Progress, Reconstruction, create_attack, register_attack
+from bench.case import Case, Secret
+from bench.data.mean import mean_image
+from bench.metrics import MetricConfig, score
+from bench.threat import Requirements
+
+FLOORS: tuple[str, ...] = ("prior-grey", "prior-mean")
+GREY = 0.5
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """No parameters: the prior image is fixed by the dataset and the image size."""
+
+
+class _Prior(Attack):
+    """One prior image for every sample; the labels only when the threat model gives them."""
+
+    Config = PriorConfig
+    requires = Requirements()  # like every attack, it outputs one image per sample of the batch
+
+    def invert(self, case: Case, budget: int | None, seed: int, progress: Progress | None) -> Reconstruction:
+        image = self.prior_image(case)
+        images = image.expand(case.batch_size, *case.image_shape).clone()
+        labels = None if case.labels is None else case.labels.clone()
+        return Reconstruction(images, labels, iterations=0, extra={"labels": "known" if labels is not None else "none"})
+
+    @abstractmethod
+    def prior_image(self, case: Case) -> torch.Tensor:
+        """The one image (C x H x W, pixel space) this prior outputs for every sample of `case`."""
+
+
+@register_attack("prior-grey", description="floor: the flat grey image (0.5) for every sample; ignores the gradient")
+class PriorGrey(_Prior):
+    def prior_image(self, case: Case) -> torch.Tensor:
+        return torch.full(case.image_shape, GREY)
+
+
+@register_attack(
+    "prior-mean", description="floor: the dataset's mean image at the case's size for every sample; ignores the gradient"
+)
+class PriorMean(_Prior):
+    def prior_image(self, case: Case) -> torch.Tensor:
+        return mean_image(case.info["dataset"], case.info.get("data_path"), case.image_shape[-1])
+
+
+def floor_psnrs(case: Case, secret: Secret, config: MetricConfig = MetricConfig()) -> dict[str, float]:
+    """Each floor's one-to-one PSNR on this case, scored like any attack (LPIPS off: only PSNR is used)."""
+    config = MetricConfig(**{**config.to_dict(), "lpips": False})
+    return {name: score(create_attack(name).reconstruct(case), secret, config).summary["psnr"] for name in FLOORS}
+
+
+def floor_metrics(psnr: float | None, floors: dict[str, float]) -> dict[str, float | None]:
+    """What a record carries about the floors: the stronger floor, each floor, and the attack's gain."""
+    floor = max(floors.values())
+    return {
+        "psnr_floor": floor,
+        **{f"psnr_{name.replace('-', '_')}": value for name, value in floors.items()},
+        "psnr_gain": None if psnr is None else psnr - floor,
+    }
