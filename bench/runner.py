@@ -69,11 +69,12 @@ def attack_case(
     options: RunOptions,
     client_cost: dict,
     progress: Progress | None = None,
-    floors: dict[str, float] | None = None,
+    floors: Callable[[], dict[str, float]] | None = None,
 ) -> tuple[Record, Reconstruction | None]:
     """Run one attack cell on an already simulated case; every outcome becomes a record. The cost is the
     attack's own (scoring apart, in `score_s`); `client_cost` is what simulating the case cost; `floors`
-    are the prior floors' PSNRs on this case (computed here when not given), for `psnr_gain`."""
+    gives the prior floors' PSNRs on this case (computed here when not given), for `psnr_gain`; it is
+    called only once the attack has run, so a case the attack skips costs no floors."""
     device = torch.device(options.device)
     base = _record_fields(cell, secret, options)
     attack = create_attack(cell.attack, device=device, collective=options.collective)
@@ -86,7 +87,7 @@ def attack_case(
             rec = attack.reconstruct(case, budget=cell.budget, seed=cell.scenario.seed, progress=callback)
         with measure(device) as scoring:
             scores = score(rec, secret, options.metric)
-        floors = floors if floors is not None else floor_psnrs(case, secret, options.metric)
+        floor_values = floors() if floors is not None else floor_psnrs(case, secret, options.metric)
     except Exception as err:  # a failing attack is a result, not a crash of the sweep
         if _world_size(options) > 1:
             raise  # the ranks' collectives no longer line up: stop, and let the launcher stop the others
@@ -101,7 +102,7 @@ def attack_case(
         client=client_cost,
     )
     extra = {k: v for k, v in rec.extra.items() if isinstance(v, (str, int, float, bool, type(None), list, dict))}
-    metrics = {**scores.summary, **floor_metrics(scores.summary["psnr"], floors)}
+    metrics = {**scores.summary, **floor_metrics(scores.summary["psnr"], floor_values)}
     per_image = {**scores.per_image, "attack_extra": extra}
     return Record(status="ok", metrics=metrics, per_image=per_image, cost=cost, **base), rec
 
@@ -160,9 +161,12 @@ def _run_one(cell: Cell, options: RunOptions, cache: dict, progress: Progress | 
     case, secret, client_cost = cache["case"], cache["secret"], cache["client_cost"]
     if cell.label_method is not None:
         return recover_case(cell, case, secret, options, client_cost), None, secret
-    if "floors" not in cache:  # once per scenario, like the case: every attack's gain is over the same floor
-        cache["floors"] = floor_psnrs(case, secret, options.metric)
-    record, rec = attack_case(cell, case, secret, options, client_cost, progress, cache["floors"])
+    def floors() -> dict[str, float]:  # once per scenario, like the case: every attack's gain is over the same floor
+        if "floors" not in cache:
+            cache["floors"] = floor_psnrs(case, secret, options.metric)
+        return cache["floors"]
+
+    record, rec = attack_case(cell, case, secret, options, client_cost, progress, floors)
     return record, rec, secret
 
 

@@ -117,13 +117,14 @@ def _labels(table) -> list[str]:
 
 
 def test_sorting_orders_rows_by_the_clicked_column(browser, screenshots):
-    _open(browser, "cpu-convnet/index.html")
+    _open(browser, "cpu-images/index.html")
     table = browser.find_element("css selector", "section.board table")
     before = _labels(table)
-    header = table.find_element("css selector", 'thead th[data-col="1"]')
+    column = "2"  # B = 2: the attacks' order there differs from the table's (iDLG is skipped at B > 1)
+    header = table.find_element("css selector", f'thead th[data-col="{column}"]')
     cells = {
         label: cell.get_attribute("data-value")
-        for label, cell in zip(before, table.find_elements("css selector", 'tbody td[data-col="1"]'))
+        for label, cell in zip(before, table.find_elements("css selector", f'tbody td[data-col="{column}"]'))
     }
     expected = sorted(before, key=lambda label: (cells[label] == "", -float(cells[label] or 0)))
     header.find_element("tag name", "button").click()
@@ -132,7 +133,7 @@ def test_sorting_orders_rows_by_the_clicked_column(browser, screenshots):
     header.find_element("tag name", "button").click()
     ascending = [label for label in reversed(expected) if cells[label] != ""]
     assert _labels(table)[: len(ascending)] == ascending
-    _save_page(browser, screenshots / "sweep-cpu-convnet.png")
+    _save_page(browser, screenshots / "sweep-cpu-images.png")
     assert _console_errors(browser) == []
 
 
