@@ -113,6 +113,8 @@ def world(device: torch.device | str = "cpu", timeout_s: float | None = None) ->
     collective = world_from_env(device, timeout_s)
     try:
         yield collective
+        if collective is not None:
+            torch.distributed.barrier(collective.group)  # every rank done before any leaves: a gloo peer that vanishes aborts the others
     finally:
         if collective is not None:
             close_world()
