@@ -370,24 +370,18 @@ def test_rank_environment_is_torchrun_style() -> None:
 
 
 def _program(body: str) -> list[str]:
-    prelude = (
-        "import os, sys, time, torch\n"
-        "from bench.distributed.launch import world_from_env, is_writer\n"
-        "from bench.engine.collective import close_world\n"
-    )
+    prelude = "import os, sys, time, torch\nfrom bench.distributed.launch import is_writer, world, world_from_env\n"
     return [sys.executable, "-c", prelude + textwrap.dedent(body)]
 
 
 def test_spawned_ranks_sum_over_the_world(tmp_path) -> None:
     program = _program(
         """
-        c = world_from_env("cpu")
-        total = c.all_sum_values(torch.tensor([c.rank + 1.0]))
-        assert c.world_size == 2 and os.environ["LOCAL_RANK"] == str(c.rank), c
-        if is_writer(c):
-            open(sys.argv[1], "w").write(str(float(total)))
-        torch.distributed.barrier()  # both ranks done before either leaves: a gloo peer that vanishes aborts the other
-        close_world()
+        with world("cpu") as c:  # leaves the process group as `bench run` does
+            total = c.all_sum_values(torch.tensor([c.rank + 1.0]))
+            assert c.world_size == 2 and os.environ["LOCAL_RANK"] == str(c.rank), c
+            if is_writer(c):
+                open(sys.argv[1], "w").write(str(float(total)))
         """
     )
     code = spawn_local(2, [str(tmp_path / "sum.txt")], program=program, timeout_s=30)
