@@ -18,7 +18,7 @@ from tests.test_leaderboard import make_record  # the leaderboard tests' record 
 from bench.cli import main
 from bench.errors import BenchError
 from bench.grid import save_grid
-from bench.leaderboard import load_sweep, load_sweeps, plot_name, tables_for, with_gain_views, write_leaderboard
+from bench.leaderboard import load_sweep, load_sweeps, plot_name, tables_for, with_varied_views, write_leaderboard
 from bench.leaderboard.aggregate import DEFAULT_VIEWS
 from bench.leaderboard.plots import claims_for
 from bench.leaderboard.site import MANIFEST, build_site, showcase, write_site
@@ -266,7 +266,7 @@ def test_gain_tables_and_plots_when_records_carry_psnr_gain(gain_metric, tmp_pat
     for b, seed in ((4, 0), (4, 1), (8, 0)):
         save_record(make_record("dlg", b, seed, metrics={"psnr": 20.0 + seed, "psnr_gain": 1.0 + seed}), folder)
     records = load_sweep(folder).records
-    views = with_gain_views(DEFAULT_VIEWS, records)
+    views = with_varied_views(DEFAULT_VIEWS, records)
     # gain against B (the records vary it), not against r (they do not); attack views first
     assert [(v.metric, v.columns) for v in views] == [
         ("psnr", "batch_size"), ("psnr_gain", "batch_size"), ("label_acc", "repetition"),
@@ -278,10 +278,10 @@ def test_gain_tables_and_plots_when_records_carry_psnr_gain(gain_metric, tmp_pat
     assert "psnr_gain ↑ (dB) against batch size B" in files["gain/index.html"].decode()
     assert "psnr_gain ↑ (dB)" in write_leaderboard(folder, format="md")  # every format shows the same tables
     plain = [make_record("dlg", 4, 0, metrics={"psnr": 20.0})]
-    assert with_gain_views(DEFAULT_VIEWS, plain) == DEFAULT_VIEWS
+    assert with_varied_views(DEFAULT_VIEWS, plain) == DEFAULT_VIEWS
     # one batch size (a calibration at B = 1): the gain still has its table against the attack tables' axis
     single = [make_record("dlg", 1, seed, metrics={"psnr": 20.0, "psnr_gain": 1.0}) for seed in (0, 1)]
-    assert [(v.metric, v.columns) for v in with_gain_views(DEFAULT_VIEWS, single)][:2] == [
+    assert [(v.metric, v.columns) for v in with_varied_views(DEFAULT_VIEWS, single)][:2] == [
         ("psnr", "batch_size"), ("psnr_gain", "batch_size"),
     ]  # fmt: skip
 

@@ -22,7 +22,7 @@ from bench.leaderboard.plots import plot_name, plot_png, plot_table, write_attac
 from bench.leaderboard.render import LEGEND, RENDERERS, latex_escape, render
 from bench.leaderboard.runs import Sweep, load_runs, load_sweep, load_sweeps
 from bench.leaderboard.stats import CellStats, mean_ci95, t_quantile
-from bench.leaderboard.write import board_tables, views_for, with_gain_views, write_leaderboard
+from bench.leaderboard.write import board_tables, views_for, with_varied_views, write_leaderboard
 
 __all__ = [
     "COLUMN_AXES",
@@ -50,7 +50,7 @@ __all__ = [
     "t_quantile",
     "tables_for",
     "views_for",
-    "with_gain_views",
+    "with_varied_views",
     "write_attack_grids",
     "write_leaderboard",
     "write_plots",

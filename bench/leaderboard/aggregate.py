@@ -1,10 +1,16 @@
-"""Records -> tables: one table per group, rows = methods, columns = batch size or repetition rate.
+"""Records -> tables: one table per group, rows = methods, columns = batch size, repetition rate, or a
+setting of the client's update (its defense, local steps or number of clients).
 
 A group is everything that must be equal for runs to be averaged: the track (attacks or label-recovery
-methods), the threat model, dataset, model, image size, the axis that is not the column axis (the
-repetition rate for a table over batch sizes and vice versa) and any other scenario setting that differs
-from its default (training steps, BN mode, ...). Inside a group a cell holds the runs of one method and
-budget at one column value, which differ only by seed.
+methods), the threat model, dataset, model, image size, the axes that are not the column axis (the
+repetition rate for a table over batch sizes and vice versa; both for a table over an update setting,
+whose threat model then leaves that setting out) and any other scenario setting that differs from its
+default (training steps, BN mode, ...). Inside a group a cell holds the runs of one method and budget at
+one column value, which differ only by seed.
+
+Tables whose records carry the facts of a defended update (bench.client) end in fact rows: the privacy
+budget epsilon at its delta where a column's defense certifies one, and the mean cosine of the shared
+update to the undefended one (1 for an undefended column), each over the column's cases.
 
 Example:
     >>> tables = aggregate(load_records(Path("runs/quick")), rows="attack", columns="batch_size", metric="psnr")
@@ -14,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -25,16 +32,24 @@ from typing import Literal
 
 from bench.errors import BenchError
 from bench.leaderboard.stats import CellStats, fixed
+from bench.defenses import Defense
+from bench.leaderboard.strength import defense_order
 from bench.metrics.catalog import METRICS
-from bench.record import Record
+from bench.record import Record, canonical_json
 from bench.scenario import Scenario
 from bench.threat import BN_LEVELS, ThreatModel
+from bench.update import ClientUpdate
 
 RowAxis = Literal["attack", "label_method"]
-ColumnAxis = Literal["batch_size", "repetition"]
+ColumnAxis = Literal["batch_size", "repetition", "defense", "local_steps", "clients"]
+Column = float | Defense  # a column's value: a number, or the defense of a table over defenses
 
 ROW_AXES: dict[str, str] = {"attack": "attack", "label_method": "label method"}
-COLUMN_AXES: dict[str, str] = {"batch_size": "B", "repetition": "r"}
+COLUMN_AXES: dict[str, str] = {"batch_size": "B", "repetition": "r", "defense": "defense", "local_steps": "steps", "clients": "K"}
+SCENARIO_AXES = ("batch_size", "repetition")  # every table holds these fixed or as its columns
+UPDATE_AXES = ("defense", "local_steps", "clients")  # settings of the client's update (bench.update)
+COSINE_FACT = "cosine_to_undefended"  # the update facts the fact rows show (bench.client)
+EPSILON_FACT, DELTA_FACT = "epsilon", "delta"
 # Scenario fields that are the group's named parts, the table's axes or the averaged-over seed; every
 # other field appears in the title when it differs from its default. data_path is machine-specific.
 _NAMED_FIELDS = {"dataset", "model", "image_size", "batch_size", "repetition", "threat", "seed", "data_path"}
@@ -63,9 +78,27 @@ def digits_for(metric: str) -> int:
     return 2 if METRICS.get(metric).obj.unit == "dB" else 3
 
 
-def axis_text(axis: str, value: float) -> str:
-    """'B=4' or 'r=0.5'."""
-    return f"{COLUMN_AXES[axis]}={value:g}"
+def value_text(value: Column) -> str:
+    """'4', '0.5', or a defense as a sweep writes it: 'dp(clip=1, sigma=0.5)'."""
+    return value.spec() if isinstance(value, Defense) else f"{value:g}"
+
+
+def axis_text(axis: str, value: Column) -> str:
+    """'B=4', 'r=0.5', 'steps=5', or the defense itself: 'prune(ratio=0.9)'."""
+    return value_text(value) if axis == "defense" else f"{COLUMN_AXES[axis]}={value_text(value)}"
+
+
+def column_value(scenario: dict, axis: str) -> Column:
+    """The value of `axis` in a record's scenario (a defense, or a number)."""
+    if axis not in UPDATE_AXES:
+        return float(scenario[axis])
+    value = getattr(ClientUpdate.from_dict(scenario["threat"].get("update", {})), axis)
+    return value if axis == "defense" else float(value)
+
+
+def column_order(axis: str, value: Column) -> tuple:
+    """Columns in increasing value; defenses none first, then by kind and increasing strength."""
+    return defense_order(value) if axis == "defense" else (value,)
 
 
 def _setting_texts(name: str, value: object) -> list[str]:
@@ -86,23 +119,25 @@ class Group:
     dataset: str
     model: str
     image_size: int
-    fixed_axis: str
-    fixed_value: float
+    fixed: tuple[tuple[str, float], ...]  # (axis, value) of each of B and r that is not the column axis
     settings: tuple[str, ...]
 
     def sort_key(self) -> tuple:
         return (
             self.track, not self.threat.labels_known, BN_LEVELS.index(self.threat.bn_stats),
-            not self.threat.batch_size_known, self.dataset, self.model, self.image_size, self.fixed_value,
-            self.settings,
+            not self.threat.batch_size_known, self.dataset, self.model, self.image_size,
+            tuple(value for _, value in self.fixed), self.settings,
         )
+
+    def fixed_value(self, axis: str) -> float:
+        return dict(self.fixed)[axis]
 
     def threat_text(self) -> str:
         return self.threat.short() + ("" if self.threat.batch_size_known else ", batch size hidden")
 
     def parts(self) -> list[str]:
-        fixed_axis = axis_text(self.fixed_axis, self.fixed_value)
-        return [self.threat_text(), self.dataset, self.model, f"{self.image_size} px", fixed_axis, *self.settings]
+        fixed = [axis_text(axis, value) for axis, value in self.fixed]
+        return [self.threat_text(), self.dataset, self.model, f"{self.image_size} px", *fixed, *self.settings]
 
     def slug(self) -> str:
         """A file-name-safe, deterministic name for this group."""
@@ -133,15 +168,42 @@ class Row:
 
 
 @dataclass(frozen=True)
+class ColumnFacts:
+    """What the shared updates of one column's cases were (from the records' update facts).
+
+    epsilons: the distinct budgets certified at `delta` (math.inf: sigma = 0 certifies none); () without DP.
+    cosine: the cosine of each case's shared update to its undefended one (1 for an undefended case, by
+    definition); empty when the table's records carry no such fact.
+    """
+
+    epsilons: tuple[float, ...] = ()
+    delta: float | None = None
+    cosine: CellStats = CellStats()
+
+    def epsilon_text(self) -> str:
+        """'2.31 at δ=1e-05', '0.5–0.7 at δ=1e-05' where the cases differ, '–' without a budget."""
+        if not self.epsilons:
+            return "–"
+        low, high = min(self.epsilons), max(self.epsilons)
+        spent = _epsilon(low) if low == high else f"{_epsilon(low)}–{_epsilon(high)}"
+        return f"{spent} at " + ("δ differing" if self.delta is None else f"δ={self.delta:g}")
+
+
+def _epsilon(value: float) -> str:
+    return "∞" if math.isinf(value) else f"{value:.3g}"
+
+
+@dataclass(frozen=True)
 class Table:
     group: Group
     metric: str
     row_axis: str
     column_axis: str
-    columns: tuple[float, ...]
+    columns: tuple[Column, ...]
     rows: tuple[Row, ...]
     commits: tuple[tuple[str, int], ...]
     devices: tuple[tuple[str, int], ...]
+    facts: tuple[ColumnFacts, ...] = ()  # per column; () when no record carries update facts
 
     @property
     def arrow(self) -> str:
@@ -170,7 +232,8 @@ class Table:
         return [first, *(axis_text(self.column_axis, c) for c in self.columns), "s/run", "total h"]
 
     def text_rows(self, mark_floor: bool = True) -> list[list[str]]:
-        """Each row's cells as text; `mark_floor=False` leaves out the * (the site draws its own mark)."""
+        """Each row's cells as text, then the fact rows; `mark_floor=False` leaves out the * (the site
+        draws its own mark)."""
         mark = mark_floor and self.marks_floor
         return [
             [
@@ -180,7 +243,16 @@ class Table:
                 _small(row.wall_h_total),
             ]
             for row in self.rows
-        ]
+        ] + [[label, *texts, "", ""] for label, texts in self.fact_rows()]
+
+    def fact_rows(self) -> list[tuple[str, list[str]]]:
+        """(label, text per column) of the update's facts: the DP budget, the cosine to the undefended update."""
+        rows = []
+        if any(f.epsilons for f in self.facts):
+            rows.append(("DP budget ε", [f.epsilon_text() for f in self.facts]))
+        if any(f.cosine.values for f in self.facts):
+            rows.append(("cosine to undefended update", [f.cosine.text(3) or "–" for f in self.facts]))
+        return rows
 
     def counts(self) -> Counter:
         total: Counter = Counter()
@@ -227,16 +299,19 @@ def _group(record: Record, track: str, columns: str) -> Group:
     try:
         scenario = record.config["scenario"]
         threat = ThreatModel.from_dict(scenario["threat"])
-        fixed_axis = "repetition" if columns == "batch_size" else "batch_size"
+        if columns in UPDATE_AXES:  # the column's setting is left out of the threat model the runs share
+            default = ClientUpdate.__dataclass_fields__[columns]
+            plain = default.default_factory() if default.default is dataclasses.MISSING else default.default
+            threat = dataclasses.replace(threat, update=dataclasses.replace(threat.update, **{columns: plain}))
         settings = tuple(
             text
             for k, v in sorted(scenario.items())
             if k not in _NAMED_FIELDS and (k not in _DEFAULTS or v != _DEFAULTS[k])
             for text in _setting_texts(k, v)
         )
+        fixed = tuple((axis, float(scenario[axis])) for axis in SCENARIO_AXES if axis != columns)
         return Group(
-            track, threat, str(scenario["dataset"]), str(scenario["model"]), int(scenario["image_size"]),
-            fixed_axis, float(scenario[fixed_axis]), settings,
+            track, threat, str(scenario["dataset"]), str(scenario["model"]), int(scenario["image_size"]), fixed, settings
         )
     except (KeyError, TypeError, ValueError) as err:
         raise BenchError(f"record {record.run_id} has an incomplete scenario ({type(err).__name__}: {err})") from None
@@ -259,7 +334,7 @@ def _cell(records: list[Record], metric: str) -> CellStats:
 
 
 def _row(
-    label: str, key: tuple[str, int | None], columns: tuple[float, ...], by_column: dict[float, list[Record]], metric: str
+    label: str, key: tuple[str, int | None], columns: tuple[Column, ...], by_column: dict[Column, list[Record]], metric: str
 ) -> Row:
     runs = [r for c in columns for r in by_column.get(c, [])]
     walls = sorted(float(r.cost["wall_s"]) for r in runs if isinstance((r.cost or {}).get("wall_s"), (int, float)))
@@ -277,11 +352,36 @@ def _counted(values: Iterable[str]) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(Counter(values).items()))
 
 
+def _facts(columns: tuple[Column, ...], by_column: dict[Column, list[Record]]) -> tuple[ColumnFacts, ...]:
+    """Each column's update facts over its cases (one case per distinct scenario, whatever the methods)."""
+    cases = [{canonical_json(r.config["scenario"]): r for r in by_column[c]} for c in columns]
+    if not any(r.update for case in cases for r in case.values()):
+        return ()  # records from before update facts, or of undefended plain updates: no fact rows
+    measured = any(COSINE_FACT in r.update for case in cases for r in case.values())
+    facts = []
+    for case in cases:
+        epsilons = tuple(sorted({
+            math.inf if r.update[EPSILON_FACT] is None else float(r.update[EPSILON_FACT])
+            for r in case.values() if EPSILON_FACT in r.update
+        }))  # fmt: skip
+        deltas = sorted({float(r.update[DELTA_FACT]) for r in case.values() if DELTA_FACT in r.update})
+        cosines = tuple(
+            float(r.update[COSINE_FACT]) if COSINE_FACT in r.update else 1.0
+            for r in case.values()
+            if measured and (COSINE_FACT in r.update or column_value(r.config["scenario"], "defense") == Defense())
+        )  # an undefended update is its own undefended update
+        facts.append(ColumnFacts(epsilons, deltas[0] if len(deltas) == 1 else None, CellStats(cosines, len(cosines))))
+    return tuple(facts)
+
+
 def _table(group: Group, runs: list[Record], rows: str, columns: str, metric: str) -> Table:
-    column_values = tuple(sorted({float(r.config["scenario"][columns]) for r in runs}))
-    cells: dict[tuple[str, int | None], dict[float, list[Record]]] = defaultdict(lambda: defaultdict(list))
+    column_values = tuple(sorted({column_value(r.config["scenario"], columns) for r in runs}, key=lambda c: column_order(columns, c)))
+    cells: dict[tuple[str, int | None], dict[Column, list[Record]]] = defaultdict(lambda: defaultdict(list))
+    by_column: dict[Column, list[Record]] = defaultdict(list)
     for r in runs:
-        cells[(_method(r)[1], r.config.get("budget"))][float(r.config["scenario"][columns])].append(r)
+        value = column_value(r.config["scenario"], columns)
+        cells[(_method(r)[1], r.config.get("budget"))][value].append(r)
+        by_column[value].append(r)
     def order(key: tuple[str, int | None]) -> tuple:
         role = reference_role(key[0])
         return (-1 if role is None else REFERENCE_ORDER.index(role), key[0], -1 if key[1] is None else key[1])
@@ -300,6 +400,7 @@ def _table(group: Group, runs: list[Record], rows: str, columns: str, metric: st
         tuple(_row(label(*key), key, column_values, cells[key], metric) for key in keys),
         _counted(_short_commit(r.environment.get("git_commit")) for r in runs),
         _counted(str(r.environment.get("device") or "unknown") for r in runs),
+        _facts(column_values, by_column),
     )
 
 

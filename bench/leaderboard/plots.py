@@ -5,9 +5,13 @@ line per label-recovery method (one plot per batch size); PSNR gain over the pri
 size and repetition rate when the records carry it. Prior-floor rows are dashed grey lines, a gain plot
 draws the floor at 0 dB, and a paper's number (bench.claims) is a star where the plot covers its setting.
 
-File names are short and stable: `<metric>-vs-<B|r>-<8 hex digits of the group>.png`, the same group
-always giving the same name whatever else the records hold. The setting is in the plot's title and in
-`index.md` beside the plots.
+A table over defenses gets, for its PSNR gain, one plot per kind of defense against its strength, with
+the update's distortion beside it (bench.leaderboard.strength_plots). A table over local steps or clients
+is plotted like one over batch sizes.
+
+File names are short and stable: `<metric>-vs-<B|r|steps|K>-<8 hex digits of the group>.png`, and
+`<metric>-vs-<kind of defense>-<8 hex digits>.png`, the same group always giving the same name whatever
+else the records hold. The setting is in the plot's title and in `index.md` beside the plots.
 
 Example:
     >>> write_plots(tables_for(load_runs(Path("runs/quick"))), Path("plots"))
@@ -15,8 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import io
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -25,34 +27,25 @@ from pathlib import Path
 from bench.claims import PaperPoint, paper_points
 from bench.files import write_atomic
 from bench.grid import GRID_FOLDER, save_attack_grid
-from bench.leaderboard.aggregate import COLUMN_AXES, GAIN_METRIC, ROW_AXES, Table, axis_text
+from bench.leaderboard.aggregate import COLUMN_AXES, GAIN_METRIC, ROW_AXES, SCENARIO_AXES, Table, value_text
+from bench.leaderboard.figures import DPI, FIGSIZE, FLOOR_STYLE, png_bytes, slug_digest, wrap_parts
 from bench.leaderboard.runs import Sweep
+from bench.leaderboard.strength_plots import strength_plots
 from bench.metrics.catalog import METRICS
 
-FIGSIZE = (6.4, 4.0)  # inches; at DPI 100 a plot is 640 x 400 pixels
-DPI = 100
-X_LABELS = {"batch_size": "batch size B", "repetition": "label repetition rate r = 1 - U/B"}
-TITLE_WIDTH = 90  # characters per title line: at fontsize 8 a longer line overflows a 640-pixel plot
-FLOOR_STYLE = {"color": "0.45", "linestyle": "--"}
+X_LABELS = {
+    "batch_size": "batch size B",
+    "repetition": "label repetition rate r = 1 - U/B",
+    "defense": "defense strength",
+    "local_steps": "local steps n",
+    "clients": "clients K",
+}
 PLOT_INDEX = "index.md"
-
-
-def wrap_parts(parts: Sequence[str], width: int = TITLE_WIDTH) -> str:
-    """The parts joined by " · ", broken into lines of at most `width` characters between parts."""
-    lines = [""]
-    for part in parts:
-        joined = f"{lines[-1]} · {part}" if lines[-1] else part
-        if len(joined) <= width or not lines[-1]:
-            lines[-1] = joined
-        else:
-            lines.append(part)
-    return "\n".join(lines)
 
 
 def plot_name(table: Table) -> str:
     """'psnr-vs-B-1f3a9c0d.png': the metric, the column axis and a hash of the table's group."""
-    digest = hashlib.sha256(table.group.slug().encode()).hexdigest()[:8]
-    return f"{table.metric}-vs-{COLUMN_AXES[table.column_axis]}-{digest}.png"
+    return f"{table.metric}-vs-{COLUMN_AXES[table.column_axis]}-{slug_digest(table.group.slug())}.png"
 
 
 def claims_for(table: Table) -> list[PaperPoint]:
@@ -62,8 +55,9 @@ def claims_for(table: Table) -> list[PaperPoint]:
     return [
         claim
         for claim in paper_points()
-        if claim.track == table.row_axis and claim.metric == table.metric and claim.method in methods
-        and math.isclose(claim.at(table.group.fixed_axis), table.group.fixed_value)
+        if table.column_axis in SCENARIO_AXES and not table.group.threat.update.to_dict()
+        and claim.track == table.row_axis and claim.metric == table.metric and claim.method in methods
+        and all(math.isclose(claim.at(axis), value) for axis, value in table.group.fixed)
         and any(math.isclose(claim.at(table.column_axis), c) for c in table.columns)
     ]  # fmt: skip
 
@@ -83,10 +77,9 @@ def plot_png(table: Table) -> bytes | None:
         ]
         if points:
             series.append((row, points))
-    if not series:
+    if not series or table.column_axis == "defense":  # defenses are plotted by kind (strength_plots)
         return None
     # imported here so that loading the leaderboard (and the CLI) does not pay for matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=FIGSIZE, dpi=DPI)
@@ -112,7 +105,7 @@ def plot_png(table: Table) -> bytes | None:
                   label=f"paper: {claim.method} {claim.value:g}")  # fmt: skip
     if table.column_axis == "batch_size" and len(table.columns) > 1 and table.columns[-1] / table.columns[0] >= 4:
         axes.set_xscale("log", base=2)
-    axes.set_xticks(table.columns, [axis_text(table.column_axis, c).split("=")[1] for c in table.columns])
+    axes.set_xticks(table.columns, [value_text(c) for c in table.columns])
     unit = METRICS.get(table.metric).obj.unit
     axes.set_xlabel(X_LABELS[table.column_axis])
     axes.set_ylabel(f"{table.metric} {table.arrow}" + (f" ({unit})" if unit else ""))
@@ -120,9 +113,15 @@ def plot_png(table: Table) -> bytes | None:
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, title=ROW_AXES[table.row_axis], title_fontsize=7)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    FigureCanvasAgg(figure).print_png(buffer)
-    return buffer.getvalue()
+    return png_bytes(figure)
+
+
+def table_plots(table: Table) -> list[tuple[str, bytes]]:
+    """(file name, PNG) of every plot of the table: its own, or one per kind of defense it spans."""
+    if table.column_axis == "defense":
+        return [(f"{table.metric}-vs-{kind}-{slug_digest(table.group.slug())}.png", data) for kind, data in strength_plots(table)]
+    data = plot_png(table)
+    return [] if data is None else [(plot_name(table), data)]
 
 
 def plot_table(table: Table, path: Path) -> Path | None:
@@ -167,10 +166,11 @@ def write_plots(tables: Sequence[Table], out_dir: Path, sweeps: Sequence[Sweep] 
     sweeps' runs."""
     written, named = [], []
     for table in tables:
-        path = plot_table(table, Path(out_dir) / plot_name(table))
-        if path is not None:
+        for name, data in table_plots(table):
+            path = Path(out_dir) / name
+            write_atomic(path, data)
             written.append(path)
-            named.append((path.name, table))
+            named.append((name, table))
     if named:
         write_atomic(Path(out_dir) / PLOT_INDEX, plot_index(named))
     if sweeps:

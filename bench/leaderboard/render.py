@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from tabulate import LATEX_ESCAPE_RULES, tabulate
 
 from bench.errors import BenchError
-from bench.leaderboard.aggregate import Table
+from bench.leaderboard.aggregate import Table, value_text
 from bench.leaderboard.stats import ABOVE_FLOOR_MARK, NO_INTERVAL
 
 LEGEND = (
@@ -115,14 +115,15 @@ def render_csv(tables: Sequence[Table]) -> str:
         g = table.group
         group = [
             g.track, _bool(g.threat.labels_known), g.threat.bn_stats, _bool(g.threat.batch_size_known),
-            g.dataset, g.model, g.image_size, g.fixed_axis, f"{g.fixed_value:g}", ";".join(g.settings), table.metric, table.better,
+            g.dataset, g.model, g.image_size, ";".join(axis for axis, _ in g.fixed),
+            ";".join(f"{value:g}" for _, value in g.fixed), ";".join(g.settings), table.metric, table.better,
         ]
         for row in table.rows:
             for column, cell in zip(table.columns, row.cells):
                 if cell.n_total == 0:
                     continue
                 writer.writerow([
-                    *group, row.method, "" if row.budget is None else row.budget, table.column_axis, f"{column:g}",
+                    *group, row.method, "" if row.budget is None else row.budget, table.column_axis, value_text(column),
                     _number(cell.mean), _number(cell.ci95), cell.n_values, cell.n_ok, cell.n_failed,
                     cell.n_skipped, cell.n_total, _number(row.wall_s_mean),
                     _number(cell.gain_mean), _number(cell.gain_ci95),

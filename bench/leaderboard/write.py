@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.files import write_atomic
-from bench.leaderboard.aggregate import DEFAULT_VIEWS, GAIN_METRIC, Table, View, tables_for
+from bench.leaderboard.aggregate import DEFAULT_VIEWS, GAIN_METRIC, UPDATE_AXES, Table, View, column_value, tables_for
 from bench.leaderboard.plots import write_plots
 from bench.leaderboard.render import EXTENSIONS, check_format, closing_note, render
 from bench.leaderboard.runs import Sweep, load_sweeps
@@ -33,24 +33,39 @@ def views_for(metrics: Sequence[str] | None = None, columns: str | None = None) 
     return attack + DEFAULT_VIEWS[1:]
 
 
-def with_gain_views(views: Sequence[View], records: Sequence[Record]) -> tuple[View, ...]:
-    """`views` and, when the attack records carry the PSNR gain over the prior floor, its tables against
-    the attack views' axis and each other axis the records vary (after the other attack views)."""
+def _varies(records: Sequence[Record], axis: str) -> bool:
+    return len({column_value(r.config["scenario"], axis) for r in records}) > 1
+
+
+def with_varied_views(views: Sequence[View], records: Sequence[Record]) -> tuple[View, ...]:
+    """`views` and the tables the records call for:
+    - when the attack records carry the PSNR gain over the prior floor, its tables against the attack
+      views' axis and each other axis the records vary (after the other attack views);
+    - for each setting of the update the records vary (defense, local steps, clients), each view's
+      metric against it (the attack views' and the gain's after the attack views, the label track's last).
+    """
     attacks = [r for r in records if "attack" in r.config]
-    if GAIN_METRIC not in METRICS or not any(GAIN_METRIC in r.metrics for r in attacks):
-        return tuple(views)
+    labels = [r for r in records if "attack" not in r.config]
     first = [v for v in views if v.rows == "attack"]
+    gain = GAIN_METRIC in METRICS and any(GAIN_METRIC in r.metrics for r in attacks)
     shown = {v.columns for v in first}
     varied = [
         v for v in GAIN_VIEWS
-        if v not in views and (v.columns in shown or len({r.config["scenario"][v.columns] for r in attacks}) > 1)
+        if gain and v not in views and (v.columns in shown or _varies(attacks, v.columns))
     ]  # fmt: skip
-    return (*first, *varied, *(v for v in views if v.rows != "attack"))
+    metrics = list(dict.fromkeys([*(v.metric for v in first), *([GAIN_METRIC] if gain else [])]))
+    rest = [v for v in views if v.rows != "attack"]
+    by_update = [View("attack", m, axis) for axis in UPDATE_AXES if _varies(attacks, axis) for m in metrics]
+    labels_by_update = [View(v.rows, v.metric, axis) for axis in UPDATE_AXES if _varies(labels, axis) for v in rest]
+    if not varied and not by_update and not labels_by_update:
+        return tuple(views)
+    added = [v for v in (*by_update, *labels_by_update) if v not in views]
+    return (*first, *varied, *(v for v in added if v.rows == "attack"), *rest, *(v for v in added if v.rows != "attack"))
 
 
 def board_tables(records: Sequence[Record], views: Sequence[View] = DEFAULT_VIEWS) -> list[Table]:
     """Every table of the views (and the gain tables, when present) over `records`; none is an error."""
-    tables = tables_for(records, with_gain_views(views, records))
+    tables = tables_for(records, with_varied_views(views, records))
     if not tables:
         tracks = ", ".join(sorted({v.rows for v in views}))
         raise BenchError(f"no records belong to the tables asked for ({tracks})")

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,17 +31,19 @@ from bench.leaderboard.aggregate import (
     ROW_AXES,
     Table,
     View,
+    Column,
     aggregate,
     axis_text,
     digits_for,
     metric_value,
+    value_text,
 )
-from bench.leaderboard.plots import X_LABELS, claims_for, plot_name, plot_png
+from bench.leaderboard.plots import X_LABELS, claims_for, plot_name, table_plots
 from bench.leaderboard.render import LEGEND
 from bench.leaderboard.runs import Sweep
 from bench.leaderboard.site.showcase import showcase
 from bench.leaderboard.stats import CellStats, fixed
-from bench.leaderboard.write import with_gain_views
+from bench.leaderboard.write import with_varied_views
 from bench.metrics.catalog import METRICS
 from bench.record import Record
 from bench.threat import ThreatModel
@@ -94,7 +97,8 @@ class TableView:
     b_values: str
     r_values: str
     rows: tuple[RowView, ...]
-    plot: str | None
+    facts: tuple[tuple[str, tuple[str, ...]], ...]  # rows beneath: the update's DP budget and distortion
+    plots: tuple[tuple[str, int, int], ...]  # (path, width, height)
     claims: tuple[str, ...]
 
 
@@ -155,7 +159,7 @@ def _sort_key(value: float | None) -> str:
 
 
 def _axis_values(table: Table, axis: str) -> list[float]:
-    return list(table.columns) if table.column_axis == axis else [table.group.fixed_value]
+    return list(table.columns) if table.column_axis == axis else [table.group.fixed_value(axis)]
 
 
 def _values_text(values: Iterable[float]) -> str:
@@ -202,21 +206,21 @@ def _summary(sweep: Sweep, primary: Sequence[Table]) -> SweepSummary:
 def _record_links(table: Table, cells: Sequence[CellStats], records: dict[str, Record]) -> tuple[Link, ...]:
     """A link to each run's record (failed and skipped runs too), ordered by column and seed."""
     links = []
-    for column, cell in zip(table.columns, cells):
+    for index, (column, cell) in enumerate(zip(table.columns, cells)):  # columns are in order
         for run_id in cell.run_ids:
             record = records[run_id]
             status = "" if record.status == "ok" else f" ({record.status})"
             text = f"{axis_text(table.column_axis, column)} · seed {record.config['scenario']['seed']}{status}"
-            links.append((column, record.config["scenario"]["seed"], run_id, Link(f"{RECORDS}/{run_id}.json", text)))
+            links.append((index, record.config["scenario"]["seed"], run_id, Link(f"{RECORDS}/{run_id}.json", text)))
     return tuple(link for *_, link in sorted(links))
 
 
-def _cell_view(cell: CellStats, text: str, column: float) -> CellView:
+def _cell_view(cell: CellStats, text: str, column: Column) -> CellView:
     title = f"{cell.n_ok} ok, {cell.n_failed} failed, {cell.n_skipped} skipped"
-    return CellView(text, _sort_key(cell.mean), title, f"{column:g}", above_floor(cell))
+    return CellView(text, _sort_key(cell.mean), title, value_text(column), above_floor(cell))
 
 
-def _table_view(table: Table, records: dict[str, Record], plot: str | None) -> TableView:
+def _table_view(table: Table, records: dict[str, Record], plots: tuple[tuple[str, int, int], ...]) -> TableView:
     rows = []
     for row, texts in zip(table.rows, table.text_rows(mark_floor=False)):  # marked by above_floor
         counts = CellStats(
@@ -230,12 +234,13 @@ def _table_view(table: Table, records: dict[str, Record], plot: str | None) -> T
         ))  # fmt: skip
     return TableView(
         plot_name(table).removesuffix(".png"), table.title, table.footnote, table.headers()[0], table.better,
-        FILTER_KEYS[table.column_axis],
-        tuple((axis_text(table.column_axis, c), f"{c:g}") for c in table.columns),
+        FILTER_KEYS.get(table.column_axis, ""),  # a table over an update setting has no column filter
+        tuple((axis_text(table.column_axis, c), value_text(c)) for c in table.columns),
         table.group.threat_text(),
         " ".join(f"{v:g}" for v in _axis_values(table, "batch_size")),
         " ".join(f"{v:g}" for v in _axis_values(table, "repetition")),
-        tuple(rows), plot, tuple(f"{c.text()}; {c.setting}" for c in claims_for(table)),
+        tuple(rows), tuple((label, tuple(texts)) for label, texts in table.fact_rows()), plots,
+        tuple(f"{c.text()}; {c.setting}" for c in claims_for(table)),
     )
 
 
@@ -305,18 +310,17 @@ def _sweep_files(sweep: Sweep, views: Sequence[View]) -> tuple[SweepPage, dict[s
     """A sweep's page model and the files it needs, under `<sweep name>/`: its records, plots and grids."""
     records = {r.run_id: r for r in sweep.records}
     files: dict[str, bytes | Path] = {f"{sweep.name}/{RECORDS}/{rid}.json": path for rid, path in sweep.files.items()}
-    views = with_gain_views(views, sweep.records)
+    views = with_varied_views(views, sweep.records)
     families = [(v, aggregate(sweep.records, v.rows, v.columns, v.metric)) for v in views]
     families = [(v, tables) for v, tables in families if tables]
     sections = []
     for view, tables in families:
         table_views = []
         for table in tables:
-            png = plot_png(table)
-            plot = None if png is None else f"plots/{plot_name(table)}"
-            if png is not None:
-                files[f"{sweep.name}/{plot}"] = png
-            table_views.append(_table_view(table, records, plot))
+            drawn = table_plots(table)
+            plots = tuple((f"plots/{name}", *Image.open(io.BytesIO(png)).size) for name, png in drawn)
+            files.update({f"{sweep.name}/plots/{name}": png for name, png in drawn})
+            table_views.append(_table_view(table, records, plots))
         sections.append(ViewSection(_heading(view), tuple(table_views)))
     metric = next((v.metric for v, _ in families if v.rows == "attack"), "psnr")
     shots, grids = _reconstructions(sweep, metric)
