@@ -25,7 +25,7 @@ from bench.leaderboard.strength import STRENGTHS, Strength, is_none
 from bench.metrics.catalog import METRICS
 
 FIGSIZE = (11.2, 4.2)  # two panels side by side
-COSINE_LABEL = "cosine of the shared update to the undefended one"
+COSINE_LABEL = "cosine to the undefended update"
 
 
 @dataclass(frozen=True)
@@ -109,12 +109,15 @@ def strength_plot(table: Table, kind: str) -> StrengthPlot | None:
         if table.facts and table.facts[i].cosine.mean is not None
     )
     strength = STRENGTHS.get(kind)
+    x_label = strength.label if strength else f"{kind} (no strength parameter)"
+    deltas = {table.facts[i].delta for i, *_ in positions if table.facts and table.facts[i].epsilons}
+    if strength and strength.axis == "epsilon" and len(deltas) == 1 and None not in deltas:
+        x_label = x_label.replace("δ", f"δ={deltas.pop():g}")
     ticks = {}
     for _, x, text in sorted(positions, key=lambda p: (p[1], p[0])):
         ticks.setdefault(x, text)  # no defense comes first where a column shares its place (sigma = 0)
     return StrengthPlot(
-        kind, table.metric, strength.label if strength else f"{kind} (no strength parameter)",
-        bool(strength and strength.log), tuple(ticks.items()), tuple(series),
+        kind, table.metric, x_label, bool(strength and strength.log), tuple(ticks.items()), tuple(series),
         Series("cosine", False, tuple(cosines)) if cosines else None,
         wrap_parts([*table.group.parts(), f"defense: {kind}"], width=150),
     )
