@@ -196,3 +196,23 @@ def test_a_tiny_defense_sweep_renders_its_defense_table(tmp_path: Path):
     cosine = next(line for line in table if line.startswith("| cosine to undefended update"))
     assert [c.strip() for c in cosine.strip("|").split("|")][1] == "1.000 ± –"
     assert list((tmp_path / "plots").glob(f"{GAIN_METRIC}-vs-dp-*.png"))
+
+
+def test_label_methods_get_tables_and_plots_over_the_defense(tmp_path: Path):
+    records = []
+    for defense, acc in (("none", 1.0), ("prune(0.9)", 0.5), ("sign", 0.25)):
+        scenario = Scenario(batch_size=4, threat=ThreatModel(update=ClientUpdate(defense=parse_defense(defense))))
+        config = {"scenario": scenario.to_dict(), "label_method": "llg"}
+        records.append(Record(run_id(config), config, "ok", metrics={"label_acc": acc}, environment={"device": "cpu"}))
+    runs = tmp_path / "runs"
+    for r in records:
+        save_record(r, runs)
+    views = with_varied_views(DEFAULT_VIEWS, records)
+    assert [(v.rows, v.columns) for v in views][-1] == ("label_method", "defense")
+    (table,) = aggregate(records, "label_method", "defense", "label_acc")
+    assert [c.spec() for c in table.columns] == ["none", "prune(ratio=0.9)", "sign"]
+    assert [c.mean for c in table.rows[0].cells] == [1.0, 0.5, 0.25]
+    sign = strength_plot(table, "sign")  # no strength parameter: beside no defense, on a categorical axis
+    assert sign.ticks == ((0.0, "none"), (1.0, "sign")) and sign.series[0].points == ((0.0, 1.0, 0.0), (1.0, 0.25, 0.0))
+    write_leaderboard(runs, None, "md", tmp_path / "plots")
+    assert {p.name.rsplit("-", 1)[0] for p in (tmp_path / "plots").glob("*-vs-*.png")} >= {"label_acc-vs-prune", "label_acc-vs-sign"}

@@ -1,4 +1,4 @@
-"""Plots of a table over defenses, one per kind of defense: the table's metric (mean and 95% CI per attack;
+"""Plots of a table over defenses, one per kind of defense: the table's metric (mean and 95% CI per method;
 for the PSNR gain, the prior floor is the line at 0 dB) against the defense's strength, and beside it the
 distortion of the shared update, its cosine to the undefended update, against the same axis.
 
@@ -43,6 +43,7 @@ class StrengthPlot:
 
     kind: str
     metric: str
+    row_axis: str
     x_label: str
     log: bool
     ticks: tuple[tuple[float, str], ...]
@@ -117,7 +118,7 @@ def strength_plot(table: Table, kind: str) -> StrengthPlot | None:
     for _, x, text in sorted(positions, key=lambda p: (p[1], p[0])):
         ticks.setdefault(x, text)  # no defense comes first where a column shares its place (sigma = 0)
     return StrengthPlot(
-        kind, table.metric, x_label, bool(strength and strength.log), tuple(ticks.items()), tuple(series),
+        kind, table.metric, table.row_axis, x_label, bool(strength and strength.log), tuple(ticks.items()), tuple(series),
         Series("cosine", False, tuple(cosines)) if cosines else None,
         wrap_parts([*table.group.parts(), f"defense: {kind}"], width=150),
     )
@@ -141,7 +142,7 @@ def strength_figure(plot: StrengthPlot):
         metric_axes.axhline(0.0, linewidth=1.0, label="prior floor (0 dB)", **FLOOR_STYLE)
     info = METRICS.get(plot.metric).obj
     metric_axes.set_ylabel(f"{plot.metric} {info.arrow()}" + (f" ({info.unit})" if info.unit else ""))
-    metric_axes.legend(fontsize=7, title=ROW_AXES["attack"], title_fontsize=7)
+    metric_axes.legend(fontsize=7, title=ROW_AXES[plot.row_axis], title_fontsize=7)
     if plot.cosine is not None:
         _draw(cosine_axes, plot.cosine)
     else:
