@@ -216,3 +216,15 @@ def test_label_methods_get_tables_and_plots_over_the_defense(tmp_path: Path):
     assert sign.ticks == ((0.0, "none"), (1.0, "sign")) and sign.series[0].points == ((0.0, 1.0, 0.0), (1.0, 0.25, 0.0))
     write_leaderboard(runs, None, "md", tmp_path / "plots")
     assert {p.name.rsplit("-", 1)[0] for p in (tmp_path / "plots").glob("*-vs-*.png")} >= {"label_acc-vs-prune", "label_acc-vs-sign"}
+
+
+def test_a_case_counts_once_with_the_facts_of_the_record_that_carries_them():
+    """A run skipped before its case was built has no update facts; the case keeps the other run's."""
+    ok = record("dlg", "prune(0.5)", 0, 20.0)
+    skipped = Record(
+        run_id({**ok.config, "attack": "idlg"}), {**ok.config, "attack": "idlg"}, "skipped",
+        environment={"device": "cpu"}, error="skipped on purpose",
+    )  # fmt: skip
+    for order in ([ok, skipped], [skipped, ok]):
+        (table,) = aggregate(order, "attack", "batch_size", "psnr")
+        assert table.facts[0].cosine.values == (COSINE["prune(ratio=0.5)"][0],)

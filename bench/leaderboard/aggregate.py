@@ -354,7 +354,8 @@ def _counted(values: Iterable[str]) -> tuple[tuple[str, int], ...]:
 
 def _facts(columns: tuple[Column, ...], by_column: dict[Column, list[Record]]) -> tuple[ColumnFacts, ...]:
     """Each column's update facts over its cases (one case per distinct scenario, whatever the methods)."""
-    cases = [{canonical_json(r.config["scenario"]): r for r in by_column[c]} for c in columns]
+    # per case, a record carrying facts wins over one without (a run skipped before the case was built)
+    cases = [{canonical_json(r.config["scenario"]): r for r in sorted(by_column[c], key=lambda r: bool(r.update))} for c in columns]
     if not any(r.update for case in cases for r in case.values()):
         return ()  # records from before update facts, or of undefended plain updates: no fact rows
     measured = any(COSINE_FACT in r.update for case in cases for r in case.values())

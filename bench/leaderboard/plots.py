@@ -5,7 +5,7 @@ line per label-recovery method (one plot per batch size); PSNR gain over the pri
 size and repetition rate when the records carry it. Prior-floor rows are dashed grey lines, a gain plot
 draws the floor at 0 dB, and a paper's number (bench.claims) is a star where the plot covers its setting.
 
-A table over defenses gets, for its PSNR gain, one plot per kind of defense against its strength, with
+A table over defenses gets one plot per kind of defense: its metric against the defense's strength, with
 the update's distortion beside it (bench.leaderboard.strength_plots). A table over local steps or clients
 is plotted like one over batch sizes.
 
@@ -68,6 +68,8 @@ def plot_png(table: Table) -> bytes | None:
     Reference rows (the prior floors, the random start) are dashed grey; where the table marks cells above
     the prior floor, those points are ringed, as the tables mark them with *.
     """
+    if table.column_axis == "defense":  # defenses are plotted by kind (strength_plots)
+        return None
     series = []
     for row in table.rows:
         points = [
@@ -77,7 +79,7 @@ def plot_png(table: Table) -> bytes | None:
         ]
         if points:
             series.append((row, points))
-    if not series or table.column_axis == "defense":  # defenses are plotted by kind (strength_plots)
+    if not series:
         return None
     # imported here so that loading the leaderboard (and the CLI) does not pay for matplotlib
     from matplotlib.figure import Figure
