@@ -163,7 +163,7 @@ def test_one_client_fedsgd_keeps_the_fast_path_bit_for_bit(attack, options, monk
     def never(*args, **kwargs):
         raise AssertionError("one client's FedSGD gradient must not be unrolled")
 
-    monkeypatch.setattr(objective_module, "attacker_update", never)
+    monkeypatch.setattr(objective_module, "dummy_update", never)
     trace, images = run()
     monkeypatch.setattr(engine_setup, "Objective", MainObjective)
     reference_trace, reference_images = run()

@@ -6,7 +6,7 @@ and, for reporting, the gradient loss and the total of the whole batch.
 
 The dummy update follows the Case's public recipe (`update`, bench.update), the one place every attack gets
 it from: one client's plain FedSGD gradient is the dummy gradient of the whole dummy batch (the fast path,
-also the only one across ranks); FedAvg and K aggregated clients are the unrolled `attacker_update` over
+also the only one across ranks); FedAvg and K aggregated clients are the unrolled `dummy_update` over
 K*B dummy images, each client's B with its own forward passes (so its own train-mode BN statistics), in
 gradient units (bench.engine.update). When the defense's zeros are visible (pruning), `visible` masks the
 distance to the entries that survived. With K clients the BN prior compares each client's own batch
@@ -26,7 +26,7 @@ from bench.engine.collective import Shard
 from bench.engine.distances import GradientDistance
 from bench.engine.distances import masked
 from bench.engine.dummy_gradient import dummy_gradient
-from bench.engine.update import attacker_update
+from bench.engine.update import dummy_update, in_gradient_units, split_state
 from bench.errors import BenchError
 from bench.engine.regularizers import (
     batch_mean,
@@ -93,7 +93,10 @@ class Objective:
         """The update the clients would share for the dummy batch, in `params` order."""
         if self.plain:
             return dummy_gradient(self.model, self.params, inputs, targets, self.loss, self.shard, create_graph)
-        return attacker_update(self.model, self.params, inputs, targets, self.loss, self.update, create_graph)
+        weights, constants = split_state(self.model, self.params)
+        shared = dummy_update(self.model, weights, constants, inputs, targets, self.loss, self.update, create_graph)
+        # without a graph, a FedAvg delta would still hang on the weights through theta_0 - theta_n
+        return in_gradient_units(shared if create_graph else [g.detach() for g in shared], self.update)
 
     def match(self, grads: list[torch.Tensor]) -> torch.Tensor:
         """The gradient distance of a dummy update to the shared one (over the visible entries only)."""

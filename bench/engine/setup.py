@@ -13,7 +13,7 @@ from bench.engine.collective import Collective, Shard, shard_for
 from bench.engine.distances import GradientDistance
 from bench.engine.dummy_gradient import trainable_parameters
 from bench.engine.objective import Objective, Weights
-from bench.engine.update import gradient_units, visible_mask
+from bench.engine.update import in_gradient_units, visible_mask
 
 
 @dataclass
@@ -90,8 +90,7 @@ def setup_attack(case: Case, device: torch.device | str = "cpu", collective: Col
 
         model = synchronise_batchnorm(model, shard)
     params = trainable_parameters(model)
-    scale = gradient_units(case.threat.update)
-    target = [g * scale for g in case.gradient_list(device)] if scale != 1.0 else case.gradient_list(device)
+    target = in_gradient_units(case.gradient_list(device), case.threat.update)
     empty = torch.empty((1, *case.image_shape), device=device)
     box = case.normalization.box(empty)
     return AttackSetup(case, model, params, target, shard, box, device)

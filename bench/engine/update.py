@@ -10,7 +10,8 @@ Building blocks for matching FedAvg, aggregated and pruned updates (the recipe: 
 - `gradient_units`: the known factor that puts an update on a gradient's scale (FedAvg's delta over n steps at
   learning rate tau is n tau times the mean step gradient), so the attacks' distances, weights, stopping
   thresholds and L-BFGS tolerances, set for a gradient, mean the same for a weight difference.
-- `attacker_update`: the dummy update an attack matches, through the model's own parameters, in gradient units.
+- `split_state`, `in_gradient_units`: what the attack objective (bench.engine.objective) feeds `dummy_update`
+  with, and the units it compares in.
 The defenses' random draws (DP-SGD's and additive noise) are unknown to the attacker, so the dummy update is
 the undefended one; at the true images and labels it reproduces an undefended update.
 
@@ -59,24 +60,17 @@ def gradient_units(update: ClientUpdate) -> float:
     return 1.0 if update.kind == "fedsgd" else 1.0 / (update.local_lr * update.local_steps)
 
 
-def attacker_update(
-    model: nn.Module,
-    params: Sequence[torch.Tensor],
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    loss: LossSpec,
-    update: ClientUpdate,
-    create_graph: bool = True,
-) -> list[torch.Tensor]:
-    """`dummy_update` through `model`'s own parameters `params` (those the client shares, in order), scaled
-    by `gradient_units`; differentiable w.r.t. `inputs` (and soft `targets`) when `create_graph`."""
+def split_state(model: nn.Module, params: Sequence[torch.Tensor]) -> tuple[Tensors, Tensors]:
+    """`model`'s tensors as `dummy_update` takes them: the shared parameters `params` themselves (by name, so
+    the attacker's copy keeps its graph) and every other tensor, detached."""
     ids = {id(p) for p in params}
     weights = {n: p for n, p in model.named_parameters() if id(p) in ids}
     state = model.state_dict(keep_vars=True)
-    constants = {n: t.detach() for n, t in state.items() if n not in weights}
-    shared = dummy_update(model, weights, constants, inputs, targets, loss, update, create_graph)
-    if not create_graph:  # a FedAvg delta still hangs on the weights through theta_0 - theta_n
-        shared = [g.detach() for g in shared]
+    return weights, {n: t.detach() for n, t in state.items() if n not in weights}
+
+
+def in_gradient_units(shared: list[torch.Tensor], update: ClientUpdate) -> list[torch.Tensor]:
+    """An update scaled by `gradient_units` (a FedSGD gradient unchanged)."""
     scale = gradient_units(update)
     return shared if scale == 1.0 else [g * scale for g in shared]
 
