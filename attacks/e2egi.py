@@ -40,7 +40,7 @@ from bench.engine.seed_group import SeedGroup, check_seed_chunk, group_or_none
 from bench.engine.setup import AttackSetup, setup_attack
 from bench.errors import BenchError
 from bench.labels import known_or_recovered
-from bench.threat import Requirements
+from bench.threat import UPDATE_KINDS, Requirements
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,10 @@ class E2EGIConfig:
 @register_attack("e2egi", description="E2EGI: cosine + TV + exact BN inversion with 8-seed minimum-loss combination")
 class E2EGI(Attack):
     Config = E2EGIConfig
-    requires = Requirements(labels_known=False, bn_stats=("running", "exact"), needs_bn_layers=True)
+    requires = Requirements(
+        labels_known=False, bn_stats=("running", "exact"), needs_bn_layers=True, updates=UPDATE_KINDS,
+        aggregated=True,
+    )  # fmt: skip
 
     def invert(self, case: Case, budget: int | None, seed: int, progress: Progress | None) -> Reconstruction:
         cfg = self.config

@@ -30,7 +30,7 @@ from bench.engine.loop import LoopConfig, Variables, iteration_budget, run_loop
 from bench.engine.objective import Objective
 from bench.engine.schedule import Schedule
 from bench.engine.setup import AttackSetup, setup_attack
-from bench.threat import Requirements
+from bench.threat import UPDATE_KINDS, Requirements
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class DLGConfig:
 )
 class DLG(Attack):
     Config = DLGConfig
-    requires = Requirements()
+    requires = Requirements(updates=UPDATE_KINDS, aggregated=True)
 
     def invert(self, case: Case, budget: int | None, seed: int, progress: Progress | None) -> Reconstruction:
         cfg = self.config

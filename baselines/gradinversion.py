@@ -44,7 +44,7 @@ from bench.engine.seed_group import SeedGroup, check_seed_chunk
 from bench.engine.setup import AttackSetup, setup_attack
 from bench.errors import BenchError
 from bench.labels import known_or_recovered
-from bench.threat import Requirements
+from bench.threat import UPDATE_KINDS, Requirements
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,9 @@ def schedule_landmarks(config: GradInversionConfig, iterations: int) -> dict[str
 )
 class GradInversion(Attack):
     Config = GradInversionConfig
-    requires = Requirements(bn_stats=("running", "exact"), needs_bn_layers=True)
+    requires = Requirements(
+        bn_stats=("running", "exact"), needs_bn_layers=True, updates=UPDATE_KINDS, aggregated=True
+    )
 
     def invert(self, case: Case, budget: int | None, seed: int, progress: Progress | None) -> Reconstruction:
         cfg = self.config

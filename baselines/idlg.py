@@ -29,7 +29,7 @@ from bench.engine.objective import Objective
 from bench.engine.schedule import Schedule
 from bench.engine.setup import AttackSetup, setup_attack
 from bench.labels import known_or_recovered
-from bench.threat import Requirements
+from bench.threat import UPDATE_KINDS, Requirements
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,9 @@ class IDLGConfig:
 )
 class IDLG(Attack):
     Config = IDLGConfig
-    requires = Requirements(max_batch_size=1)
+    # the label rule reads one image's label off dW (its sign argument holds for every local step's
+    # gradient, so for FedAvg too); K clients' mean update is K images, beyond the rule
+    requires = Requirements(max_batch_size=1, updates=UPDATE_KINDS, aggregated=False)
 
     def invert(self, case: Case, budget: int | None, seed: int, progress: Progress | None) -> Reconstruction:
         cfg = self.config

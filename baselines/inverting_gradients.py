@@ -46,7 +46,7 @@ from bench.engine.schedule import Schedule
 from bench.engine.seed_group import check_seed_chunk, group_or_none
 from bench.engine.setup import AttackSetup, setup_attack
 from bench.labels import known_or_recovered
-from bench.threat import Requirements
+from bench.threat import UPDATE_KINDS, Requirements
 
 
 @dataclass(frozen=True)
@@ -87,13 +87,13 @@ class InvertingGradientsConfig:
 )
 class InvertingGradients(Attack):
     Config = InvertingGradientsConfig
-    requires = Requirements()
+    requires = Requirements(updates=UPDATE_KINDS, aggregated=True)
 
     def invert(self, case: Case, budget: int | None, seed: int, progress: Progress | None) -> Reconstruction:
         cfg = self.config
         iterations = iteration_budget(budget, cfg.iterations)
         # B = 1 uses the iDLG rule, as the authors' code does
-        all_labels, source = known_or_recovered(case, "idlg" if case.batch_size == 1 else cfg.label_method)
+        all_labels, source = known_or_recovered(case, "idlg" if case.num_images == 1 else cfg.label_method)
         setup = setup_attack(case, self.device, self.collective)
         labels = setup.shard.take(all_labels.to(setup.device))
         objective = self.objective(setup)

@@ -13,7 +13,7 @@ import torch
 
 from bench.attack import Attack, Progress, Reconstruction, register_attack
 from bench.case import Case
-from bench.threat import Requirements
+from bench.threat import UPDATE_KINDS, Requirements
 
 
 @dataclass(frozen=True)
@@ -24,10 +24,10 @@ class NoiseConfig:
 @register_attack("noise", description="random-start reference (not a floor): uniform random images and labels")
 class Noise(Attack):
     Config = NoiseConfig
-    requires = Requirements()
+    requires = Requirements(updates=UPDATE_KINDS, aggregated=True)
 
     def invert(self, case: Case, budget: int | None, seed: int, progress: Progress | None) -> Reconstruction:
         generator = torch.Generator().manual_seed(seed)
-        images = torch.rand((case.batch_size, *case.image_shape), generator=generator)
-        labels = torch.randint(case.num_classes, (case.batch_size,), generator=generator)
+        images = torch.rand((case.num_images, *case.image_shape), generator=generator)
+        labels = torch.randint(case.num_classes, (case.num_images,), generator=generator)
         return Reconstruction(images, labels, iterations=0)

@@ -48,6 +48,12 @@ class Defense:
         """The privacy budget the defense certifies for one client's update ({} when it certifies none)."""
         return {}
 
+    @property
+    def zeros_visible(self) -> bool:
+        """The shared update's zeros mark the entries the defense removed, so an attacker matches only the
+        others (bench.engine.update.visible_mask)."""
+        return False
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, **dataclasses.asdict(self)}
 
@@ -136,6 +142,10 @@ class Prune(Defense):
 
     def __post_init__(self) -> None:
         _require(0 <= self.ratio < 1, f"prune needs 0 <= ratio < 1, got {self.spec()}")
+
+    @property
+    def zeros_visible(self) -> bool:
+        return self.ratio > 0
 
     def applied(self, update: Tensors, generator: torch.Generator) -> Tensors:
         return {n: self._pruned(g) for n, g in update.items()}

@@ -23,7 +23,7 @@ from bench.attack import Attack, Progress, Reconstruction, create_attack, regist
 from bench.case import Case, Secret
 from bench.data.mean import mean_image
 from bench.metrics import MetricConfig, score
-from bench.threat import Requirements
+from bench.threat import UPDATE_KINDS, Requirements
 
 FLOORS: tuple[str, ...] = ("prior-grey", "prior-mean")
 GREY = 0.5
@@ -38,11 +38,11 @@ class _Prior(Attack):
     """One prior image for every sample; the labels only when the threat model gives them."""
 
     Config = PriorConfig
-    requires = Requirements()  # like every attack, it outputs one image per sample of the batch
+    requires = Requirements(updates=UPDATE_KINDS, aggregated=True)  # one image per sample, all K*B
 
     def invert(self, case: Case, budget: int | None, seed: int, progress: Progress | None) -> Reconstruction:
         image = self.prior_image(case)
-        images = image.expand(case.batch_size, *case.image_shape).clone()
+        images = image.expand(case.num_images, *case.image_shape).clone()
         labels = None if case.labels is None else case.labels.clone()
         return Reconstruction(images, labels, iterations=0, extra={"labels": "known" if labels is not None else "none"})
 

@@ -10,6 +10,7 @@ from bench.update import ClientUpdate
 
 BNStats = Literal["none", "running", "exact"]
 BN_LEVELS: tuple[str, ...] = ("none", "running", "exact")
+UPDATE_KINDS: tuple[str, ...] = ("fedsgd", "fedavg")  # the local training a client may run (bench.update)
 
 
 @dataclass(frozen=True)
@@ -98,4 +99,7 @@ class Requirements:
             parts.append("BN layers")
         if self.max_batch_size is not None:
             parts.append(f"B <= {self.max_batch_size}")
+        parts.append("/".join("FedSGD" if u == "fedsgd" else "FedAvg" for u in self.updates))
+        if self.aggregated:
+            parts.append("K clients")
         return ", ".join(parts)

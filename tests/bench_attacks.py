@@ -9,6 +9,11 @@ included) and reports in extra_info:
 - ratio_per_iteration: the marginal cost of one more iteration, (t(budget=5) - t(budget=1)) / 4, over the
   floor (L-BFGS makes up to 20 evaluations per step; GradInversion advances 8 seeds per step).
 
+`test_unrolled_update_cost` times one iteration of Inverting Gradients' objective (forward, dummy update with
+create_graph, backward into the images) on a FedAvg update of 5 local steps and on 2 clients' mean, against
+the same case's FedSGD gradient and against the floor (CPU seconds, interleaved, median of 5; the
+FedSGD case's floor).
+
 `test_seed_batching` compares 8 seeds evaluated as one computation with one seed (per seed-iteration, at
 B = 1, 4 and 16 in one run, CPU seconds on one thread with the measurements interleaved, so a busy machine
 slows both alike); `test_seed_batching_memory` measures how an iteration's peak memory grows with the
@@ -20,6 +25,7 @@ Run: pytest tests/bench_attacks.py -m benchmark --benchmark-enable
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import statistics
@@ -44,6 +50,7 @@ from bench.engine.setup import setup_attack
 from bench.plugins import load_plugins
 from bench.scenario import Scenario
 from bench.threat import ThreatModel
+from bench.update import ClientUpdate
 
 pytestmark = pytest.mark.benchmark
 load_plugins()
@@ -74,6 +81,11 @@ def _median_time(fn, repeats: int = REPEATS) -> float:
 
 def _floor(case, distance: GradientDistance) -> float:
     """Median time of forward + gradient with create_graph + backward of `distance`, on a dummy batch."""
+    return _median_time(_floor_step(case, distance))
+
+
+def _floor_step(case, distance: GradientDistance):
+    """The floor's work, as a function to time."""
     setup = setup_attack(case)
     images = setup.random_images(setup.generator(0)).requires_grad_(True)
     labels = torch.arange(case.batch_size) % case.num_classes
@@ -83,7 +95,7 @@ def _floor(case, distance: GradientDistance) -> float:
         grads = torch.autograd.grad(loss, setup.params, create_graph=True)
         distance(grads, setup.target).backward(inputs=[images])
 
-    return _median_time(step)
+    return step
 
 
 def _distance(attack, case) -> GradientDistance:
@@ -108,6 +120,43 @@ def test_iteration_cost_against_the_floor(benchmark, cases, name, case_name):
         ratio_per_iteration=max(five - once, 0.0) / 4 / floor,
     )
     benchmark.pedantic(attack.reconstruct, args=(case,), kwargs={"budget": 1, "seed": 0}, rounds=3, iterations=1)
+
+
+# ---- unrolled updates ------------------------------------------------------------------------------------
+
+
+def test_unrolled_update_cost(benchmark, cases):
+    """One objective evaluation and backward (one Adam iteration of Inverting Gradients) per update recipe, in
+    CPU seconds: 5 unrolled local steps and 2 clients against FedSGD and against the floor."""
+    recipes = {"fedsgd": ClientUpdate(), "fedavg-5": ClientUpdate(local_steps=5), "clients-2": ClientUpdate(clients=2)}
+    rows = {}
+    for case_name, scenario in SCENARIOS.items():
+        steps = {}
+        for recipe, update in recipes.items():
+            threat = dataclasses.replace(scenario.threat, update=update)
+            case = simulate(dataclasses.replace(scenario, threat=threat))[0]
+            setup = setup_attack(case)
+            objective = create_attack("inverting-gradients").objective(setup)
+            images = setup.random_images(setup.generator(0)).requires_grad_(True)
+            labels = torch.arange(case.num_images) % case.num_classes
+            steps[recipe] = lambda o=objective, x=images, y=labels: o.differentiate(x, y, None, [x])
+        steps["floor"] = _floor_step(cases[case_name], GradientDistance("cosine"))
+        for step in steps.values():
+            step()  # warm-up
+        times = {recipe: [] for recipe in steps}
+        for _ in range(REPEATS):
+            for recipe, step in steps.items():
+                times[recipe].append(_cpu_seconds(step))
+        median = {recipe: statistics.median(t) for recipe, t in times.items()}
+        rows[case_name] = {
+            "cpu_s": median,
+            "fedavg5_over_fedsgd": median["fedavg-5"] / median["fedsgd"],
+            "fedavg5_over_floor": median["fedavg-5"] / median["floor"],
+            "clients2_over_fedsgd": median["clients-2"] / median["fedsgd"],
+        }
+    benchmark.extra_info.update(threads=torch.get_num_threads(), by_case=rows)
+    print(json.dumps(benchmark.extra_info, indent=1))
+    benchmark.pedantic(lambda: None, rounds=1)
 
 
 # ---- seeds as one computation ---------------------------------------------------------------------------

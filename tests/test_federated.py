@@ -24,7 +24,7 @@ from bench.preflight import validate
 from bench.runner import run_cells
 from bench.scenario import Scenario
 from bench.sweep import Cell, sweep_from_dict, expand
-from bench.threat import ThreatModel
+from bench.threat import Requirements, ThreatModel
 from bench.update import ClientUpdate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,12 +162,18 @@ def test_label_methods_say_where_they_cannot_apply():
     assert torch.equal(recover_labels("ilrg", aggregated), torch.sort(secret.labels).values)
 
 
-def test_attacks_skip_updates_they_cannot_match_yet(tmp_path):
-    case, _ = simulate(scenario(ClientUpdate(local_steps=2)))
-    assert "fedavg update" in create_attack("noise").incompatibility(case)
-    aggregated, _ = simulate(scenario(ClientUpdate(clients=2)))
-    assert "mean of 2 clients" in create_attack("noise").incompatibility(aggregated)
-    (record,) = run_cells([Cell(scenario(ClientUpdate(clients=2)), attack="noise", budget=1)], tmp_path)
+def test_attacks_say_which_updates_they_match(tmp_path):
+    fedavg, _ = simulate(scenario(ClientUpdate(local_steps=2), batch_size=1))
+    aggregated, _ = simulate(scenario(ClientUpdate(clients=2), batch_size=1))
+    for name in ("dlg", "inverting-gradients", "gradinversion", "e2egi", "noise", "prior-mean"):
+        assert create_attack(name).incompatibility(aggregated) is None, name
+    assert create_attack("idlg").incompatibility(fedavg) is None
+    # iDLG's label rule reads one image; two clients' mean update holds two
+    assert "mean of 2 clients" in create_attack("idlg").incompatibility(aggregated)
+    undeclared = Requirements()  # an attack that declares nothing matches one client's FedSGD gradient
+    assert "fedavg update" in undeclared.incompatibility(fedavg.threat, model_has_bn=True)
+    assert "mean of 2 clients" in undeclared.incompatibility(aggregated.threat, model_has_bn=True)
+    (record,) = run_cells([Cell(scenario(ClientUpdate(clients=2), batch_size=1), attack="idlg", budget=1)], tmp_path)
     assert record.status == "skipped" and "2 clients" in record.error
 
 

@@ -3,6 +3,14 @@
 `Objective.evaluate` returns the value this process back-propagates (shared terms divided by the world
 size, per-image terms as this shard's partial sums; their sum over ranks is the whole-batch objective)
 and, for reporting, the gradient loss and the total of the whole batch.
+
+The dummy update follows the Case's public recipe (`update`, bench.update), the one place every attack gets
+it from: one client's plain FedSGD gradient is the dummy gradient of the whole dummy batch (the fast path,
+also the only one across ranks); FedAvg and K aggregated clients are the unrolled `dummy_update` over
+K*B dummy images, each client's B with its own forward passes (so its own train-mode BN statistics), in
+gradient units (bench.engine.update). When the defense's zeros are visible (pruning), `visible` masks the
+distance to the entries that survived. With K clients the BN prior compares each client's own batch
+statistics, averaged over the clients as the clients' uploaded statistics are.
 """
 
 from __future__ import annotations
@@ -16,7 +24,10 @@ from torch import nn
 from bench.case import BatchNormStats
 from bench.engine.collective import Shard
 from bench.engine.distances import GradientDistance
+from bench.engine.distances import masked
 from bench.engine.dummy_gradient import dummy_gradient
+from bench.engine.update import dummy_update, in_gradient_units, split_state
+from bench.errors import BenchError
 from bench.engine.regularizers import (
     batch_mean,
     bn_statistics,
@@ -26,6 +37,7 @@ from bench.engine.regularizers import (
     total_variation,
 )
 from bench.loss import LossSpec
+from bench.update import ClientUpdate
 
 
 @dataclass(frozen=True)
@@ -64,12 +76,36 @@ class Objective:
     distance: GradientDistance = field(default_factory=GradientDistance)
     weights: Weights = field(default_factory=Weights)
     bn_prior: dict[str, BatchNormStats] | None = None
+    update: ClientUpdate = field(default_factory=ClientUpdate)  # the clients' public recipe
+    visible: list[torch.Tensor] | None = None  # 1 where the shared update kept an entry (pruning), else None
     seeds: ClassVar[int] = 1
+
+    def __post_init__(self) -> None:
+        if self.shard.distributed and not self.plain:
+            raise BenchError(f"a sharded attack matches one client's FedSGD gradient, not {self.update.short()}")
+
+    @property
+    def plain(self) -> bool:
+        """One client's FedSGD gradient: the dummy gradient of the whole dummy batch (the fast path)."""
+        return self.update.kind == "fedsgd" and self.update.clients == 1
+
+    def dummy(self, inputs: torch.Tensor, targets: torch.Tensor, create_graph: bool = True) -> list[torch.Tensor]:
+        """The update the clients would share for the dummy batch, in `params` order."""
+        if self.plain:
+            return dummy_gradient(self.model, self.params, inputs, targets, self.loss, self.shard, create_graph)
+        weights, constants = split_state(self.model, self.params)
+        shared = dummy_update(self.model, weights, constants, inputs, targets, self.loss, self.update, create_graph)
+        # without a graph, a FedAvg delta would still hang on the weights through theta_0 - theta_n
+        return in_gradient_units(shared if create_graph else [g.detach() for g in shared], self.update)
+
+    def match(self, grads: list[torch.Tensor]) -> torch.Tensor:
+        """The gradient distance of a dummy update to the shared one (over the visible entries only)."""
+        distance = self.distance if self.visible is None else masked(self.distance, self.visible)
+        return distance(grads, self.target)
 
     def gradient_loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
         """The gradient distance alone, without a second-order graph (for candidate comparisons)."""
-        grads = dummy_gradient(self.model, self.params, inputs, targets, self.loss, self.shard, create_graph=False)
-        return float(self.distance(grads, self.target))
+        return float(self.match(self.dummy(inputs, targets, create_graph=False)))
 
     def seed_losses(self, inputs: torch.Tensor, targets: torch.Tensor) -> list[float]:
         return [self.gradient_loss(inputs, targets)]
@@ -77,8 +113,11 @@ class Objective:
     def evaluate(
         self, inputs: torch.Tensor, targets: torch.Tensor, consensus: torch.Tensor | None = None
     ) -> Evaluation:
-        with capture_bn_inputs(self.model) as bn_inputs:
-            grads = dummy_gradient(self.model, self.params, inputs, targets, self.loss, self.shard)
+        if self.plain:
+            with capture_bn_inputs(self.model) as bn_inputs:
+                grads = self.dummy(inputs, targets)
+        else:
+            grads, bn_inputs = self.dummy(inputs, targets), self._client_bn_inputs(inputs)
         grad_loss, shared, local = self.terms(grads, bn_inputs, inputs, consensus)
         total_local = self.shard.collective.all_sum_values(local.detach())
         return Evaluation(
@@ -99,6 +138,19 @@ class Objective:
         evaluation.backward.backward(inputs=leaves)
         return evaluation
 
+    def _client_bn_inputs(self, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every BN layer's input at theta_0, each client's B images in a forward pass of their own (the
+        clients' exact statistics are taken so), client after client along the batch; {} without a BN prior."""
+        if not (self.weights.bn > 0 and self.bn_prior is not None):
+            return {}
+        per_client: dict[str, list[torch.Tensor]] = {}
+        for images in inputs.chunk(self.update.clients):
+            with capture_bn_inputs(self.model) as seen:
+                self.model(images)
+            for name, x in seen.items():
+                per_client.setdefault(name, []).append(x)
+        return {name: torch.cat(xs) for name, xs in per_client.items()}
+
     def terms(
         self,
         grads: list[torch.Tensor],
@@ -112,10 +164,10 @@ class Objective:
         per-image terms (TV, L2 norm, group) are this shard's partial sums of batch means.
         """
         w = self.weights
-        grad_loss = self.distance(grads, self.target)
+        grad_loss = self.match(grads)
         shared = w.gradient * grad_loss
         if w.bn > 0 and self.bn_prior is not None:
-            shared = shared + w.bn * bn_statistics(bn_inputs, self.bn_prior, self.shard)
+            shared = shared + w.bn * bn_statistics(bn_inputs, self.bn_prior, self.shard, self.update.clients)
         local = torch.zeros((), device=inputs.device)
         if w.tv:
             local = local + w.tv * batch_mean(total_variation(inputs), self.shard)

@@ -5,7 +5,8 @@
 - group_distance: distance of each image to its group-consensus image: "mse" (E2EGI: mean of squares) or
   "l2" (GradInversion: un-squared norm).
 - bn_statistics: sum over BN layers of ||mu_l(x') - mu_l||_2 + ||var_l(x') - var_l||_2 (un-squared), with the
-  dummy batch's statistics over the whole batch (combined across ranks).
+  dummy batch's statistics over the whole batch (combined across ranks); with K clients, the mean over the
+  clients of each client's own statistics (as the clients' uploaded ones are aggregated).
 """
 
 from __future__ import annotations
@@ -63,11 +64,19 @@ def batch_moments(x: torch.Tensor, shard: Shard) -> tuple[torch.Tensor, torch.Te
     return mean, total[1] / count - mean.pow(2)
 
 
-def bn_statistics(inputs: dict[str, torch.Tensor], prior: dict[str, BatchNormStats], shard: Shard) -> torch.Tensor:
-    """Sum over BN layers of un-squared distances between the dummy batch's statistics and the prior."""
+def bn_statistics(
+    inputs: dict[str, torch.Tensor], prior: dict[str, BatchNormStats], shard: Shard, clients: int = 1
+) -> torch.Tensor:
+    """Sum over BN layers of un-squared distances between the dummy batch's statistics and the prior.
+
+    With `clients` K > 1 each layer's input holds the K clients' rows one after the other (one process)."""
     terms = []
     for name, x in inputs.items():
-        mean, var = batch_moments(x, shard)
+        if clients == 1:
+            mean, var = batch_moments(x, shard)
+        else:
+            moments = [batch_moments(part, shard) for part in x.chunk(clients)]
+            mean, var = (torch.stack(m).mean(0) for m in zip(*moments))
         target = prior[name]
         terms.append((mean - target.mean.to(mean)).norm() + (var - target.var.to(var)).norm())
     return torch.stack(terms).sum() if terms else torch.zeros(())

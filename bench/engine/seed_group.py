@@ -26,6 +26,8 @@ the fused BN backward gives a wrong second-order image gradient in train mode (p
 updates its running statistics in place, which vmap refuses (and which no train-mode forward reads: the
 replacements do not track them). A train-mode BN layer of another type makes the group evaluate its
 seeds one after another. Eval-mode BN layers normalise with their running statistics, unchanged.
+An objective whose dummy update is unrolled (FedAvg, K aggregated clients; `Objective.plain` false) also
+evaluates its seeds one after another, each with the plain `Objective`: the same steps, without vmap.
 
 Example:
     >>> group = SeedGroup(objective, seeds=8)
@@ -69,7 +71,8 @@ class SeedGroup:
         if self.base.shard.distributed:
             raise BenchError("a group of seeds runs in a single process; use one rank")
         self.shard = Shard.whole(self.seeds * self.base.shard.total)
-        self._swaps = primitive_batchnorm(self.base.model)
+        # an unrolled dummy update (FedAvg, several clients) evaluates its seeds one after another
+        self._swaps = primitive_batchnorm(self.base.model) if self.base.plain else None
         names = {id(p): n for n, p in self.base.model.named_parameters()}
         self._names = [names[id(p)] for p in self.base.params]
 
@@ -139,7 +142,8 @@ class SeedGroup:
     @property
     def size(self) -> int:
         """Seeds per computation; 1 evaluates them one after another with the plain objective (also where
-        a train-mode BN layer has no primitive form)."""
+        a train-mode BN layer has no primitive form, and for an update other than one client's FedSGD
+        gradient: correctness before speed there, the unrolled steps are not mapped over seeds)."""
         return 1 if self._swaps is None else min(self.chunk or self.seeds, self.seeds)
 
     def _spans(self) -> list[slice]:
@@ -187,7 +191,7 @@ class SeedGroup:
             grads, bn_inputs = grad(client_loss, has_aux=True)(params, x, y)
             grads = [grads[n] for n in names]
             if not create_graph:
-                distance = base.distance(grads, base.target)
+                distance = base.match(grads)
                 return distance, distance
             grad_loss, shared, local = base.terms(grads, bn_inputs, x, c)
             return shared + local, grad_loss

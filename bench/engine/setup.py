@@ -13,6 +13,7 @@ from bench.engine.collective import Collective, Shard, shard_for
 from bench.engine.distances import GradientDistance
 from bench.engine.dummy_gradient import trainable_parameters
 from bench.engine.objective import Objective, Weights
+from bench.engine.update import in_gradient_units, visible_mask
 
 
 @dataclass
@@ -35,6 +36,8 @@ class AttackSetup:
             distance=distance,
             weights=weights,
             bn_prior=self._bn_prior() if bn else None,
+            update=self.case.threat.update,
+            visible=visible_mask(self.target) if self.case.threat.update.defense.zeros_visible else None,
         )
 
     def _bn_prior(self):
@@ -76,16 +79,18 @@ class AttackSetup:
 
 
 def setup_attack(case: Case, device: torch.device | str = "cpu", collective: Collective | None = None) -> AttackSetup:
-    """Build the attacker's copy of the model (client BN mode) and this process's shard of the batch."""
+    """Build the attacker's copy of the model (client BN mode) and this process's shard of the dummy batch:
+    all K*B images behind the update, client after client; the target is the shared update in gradient
+    units (bench.engine.update)."""
     device = torch.device(device)
-    shard = shard_for(case.batch_size, collective)
+    shard = shard_for(case.num_images, collective)
     model = case.build_model(device)
     if shard.distributed:
         from bench.distributed.sync_bn import synchronise_batchnorm
 
         model = synchronise_batchnorm(model, shard)
     params = trainable_parameters(model)
-    target = case.gradient_list(device)
+    target = in_gradient_units(case.gradient_list(device), case.threat.update)
     empty = torch.empty((1, *case.image_shape), device=device)
     box = case.normalization.box(empty)
     return AttackSetup(case, model, params, target, shard, box, device)

@@ -7,6 +7,11 @@ Building blocks for matching FedAvg, aggregated and pruned updates (the recipe: 
   through every local step (Geiping et al. 2020, Sec. 5).
 - `visible_mask`: the entries a pruning defense zeroed, read off the shared update (zeros are visible);
   `bench.engine.distances.masked` compares only the entries that survived.
+- `gradient_units`: the known factor that puts an update on a gradient's scale (FedAvg's delta over n steps at
+  learning rate tau is n tau times the mean step gradient), so the attacks' distances, weights, stopping
+  thresholds and L-BFGS tolerances, set for a gradient, mean the same for a weight difference.
+- `split_state`, `in_gradient_units`: what the attack objective (bench.engine.objective) feeds `dummy_update`
+  with, and the units it compares in.
 The defenses' random draws (DP-SGD's and additive noise) are unknown to the attacker, so the dummy update is
 the undefended one; at the true images and labels it reproduces an undefended update.
 
@@ -48,6 +53,26 @@ def dummy_update(
         step = gradient_step(model, {n: t.clone() for n, t in constants.items()}, loss, create_graph)
         shares.append(trained_delta(weights, inputs[images], targets[images], update, step))
     return list(mean_update(shares).values())
+
+
+def gradient_units(update: ClientUpdate) -> float:
+    """1 for a FedSGD gradient; 1 / (n tau) for FedAvg's theta_0 - theta_n after n steps at learning rate tau."""
+    return 1.0 if update.kind == "fedsgd" else 1.0 / (update.local_lr * update.local_steps)
+
+
+def split_state(model: nn.Module, params: Sequence[torch.Tensor]) -> tuple[Tensors, Tensors]:
+    """`model`'s tensors as `dummy_update` takes them: the shared parameters `params` themselves (by name, so
+    the attacker's copy keeps its graph) and every other tensor, detached."""
+    ids = {id(p) for p in params}
+    weights = {n: p for n, p in model.named_parameters() if id(p) in ids}
+    state = model.state_dict(keep_vars=True)
+    return weights, {n: t.detach() for n, t in state.items() if n not in weights}
+
+
+def in_gradient_units(shared: list[torch.Tensor], update: ClientUpdate) -> list[torch.Tensor]:
+    """An update scaled by `gradient_units` (a FedSGD gradient unchanged)."""
+    scale = gradient_units(update)
+    return shared if scale == 1.0 else [g * scale for g in shared]
 
 
 def visible_mask(shared: Sequence[torch.Tensor]) -> list[torch.Tensor]:
