@@ -68,6 +68,12 @@ def test_defense_columns_are_ordered_none_first_then_by_kind_and_strength():
     assert "B=1" in table.title and "r=0" in table.title and "prune" not in table.title and "dp" not in table.title
 
 
+def test_tables_of_one_setting_over_b_follow_the_defense_order():
+    """The per-defense tables (columns B) come in the order of the defense columns, whatever the record order."""
+    tables = aggregate(defense_records()[::-1], "attack", "batch_size", "psnr")
+    assert [t.group.threat.update.defense.spec() for t in tables] == ORDER
+
+
 def test_defense_table_cells_are_the_means_over_seeds():
     (table,) = aggregate(defense_records(), "attack", "defense", "psnr")
     rows = {row.method: row for row in table.rows}

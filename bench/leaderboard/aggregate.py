@@ -126,7 +126,7 @@ class Group:
         return (
             self.track, not self.threat.labels_known, BN_LEVELS.index(self.threat.bn_stats),
             not self.threat.batch_size_known, self.dataset, self.model, self.image_size,
-            tuple(value for _, value in self.fixed), self.settings,
+            tuple(value for _, value in self.fixed), self.settings, _update_order(self.threat.update),
         )
 
     def fixed_value(self, axis: str) -> float:
@@ -447,3 +447,9 @@ def tables_for(records: Iterable[Record], views: Sequence[View] = DEFAULT_VIEWS)
     """Every table of every view, in view order."""
     records = list(records)
     return [table for view in views for table in aggregate(records, view.rows, view.columns, view.metric)]
+
+
+def _update_order(update: ClientUpdate) -> tuple:
+    """Tables of one setting that differ only in the clients' update: local steps, clients, then the
+    defense from none to strongest (the order of the columns of a table over defenses)."""
+    return (update.local_steps, update.clients, defense_order(update.defense))
