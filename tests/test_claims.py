@@ -151,6 +151,9 @@ REDUCED = {
     ),
     "idlg-labels-b1": dict(seeds=(0, 1, 2, 3, 4)),
     "dlg-lenet-b1": dict(seeds=(0, 1, 2)),
+    "mlco-vs-one-seed": dict(seeds=(0, 1, 2)),
+    "mlco-vs-best-of-8": dict(seeds=(0, 1, 2)),
+    "ig-repeated-labels": dict(seeds=(0, 1, 2, 3, 4)),
 }
 
 
