@@ -165,9 +165,11 @@ SEEDS = 8
 
 
 def _convnet16(batch_size: int, image_size: int = 32, width: int = 16):
+    """A case with known labels; above the embedded set's 23 classes the labels come from the model's 100."""
     threat = ThreatModel(labels_known=True, bn_stats="exact")
+    classes = {} if batch_size <= 23 else {"label_source": "model", "num_classes": 100}
     scenario = Scenario(model="convnet", model_options={"width": width}, image_size=image_size,
-                        batch_size=batch_size, seed=0, threat=threat)  # fmt: skip
+                        batch_size=batch_size, seed=0, threat=threat, **classes)  # fmt: skip
     return simulate(scenario)[0]
 
 
