@@ -154,6 +154,7 @@ REDUCED = {
     "mlco-vs-one-seed": dict(seeds=(0, 1, 2)),
     "mlco-vs-best-of-8": dict(seeds=(0, 1, 2)),
     "ig-repeated-labels": dict(seeds=(0, 1, 2, 3, 4)),
+    "gradinversion-ablation": dict(seeds=(0, 1, 2)),  # about 30 min on one CPU thread
 }
 
 
