@@ -103,6 +103,12 @@ def stage_plan(
     return stages
 
 
+def total_iterations(plan: Sequence[Stage], n_seed: int) -> int:
+    """Optimisation steps an MLCO run of `plan` takes over all its seeds: every seed runs the per-seed
+    stages, one batch runs the final stage (E = 240, 8 seeds: 8 x (72 + 8 x 10) + 96 = 1,312)."""
+    return sum(stage.iterations * (n_seed if stage.per_seed else 1) for stage in plan)
+
+
 @dataclass
 class Combination:
     """The greedy combination: this shard's rows, the batch's gradient loss and where each slot came from."""

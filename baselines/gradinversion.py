@@ -17,6 +17,9 @@ for the lazy one; the landmarks scale with the budget, see `schedule_landmarks`)
 implemented: only the lazy, unregistered group is. Adam with lr 0.1, a linear warm-up over 50 iterations
 then cosine decay to 0, and Langevin-style noise x <- x + lr_t * alpha_n * N(0, 1) after every step; the
 images are boxed to the valid range.
+Ablation variants (the rows of the paper's Table 2): "gradinversion-gradient-only" (the gradient match
+alone) and "gradinversion-no-group" (with the fidelity terms and the BN prior), both from one seed, the Langevin
+noise and the schedule unchanged.
 Output: the group's consensus (the seeds' mean batch at the end), as the paper reports the group's result;
 `output="best_seed"` returns the seed with the lowest gradient loss instead. `budget` is the number of
 iterations per seed (all seeds advance together, so it is also the number of loop steps). Labels do not
@@ -105,6 +108,16 @@ def schedule_landmarks(config: GradInversionConfig, iterations: int) -> dict[str
     return {"warmup": warmup, "start": scaled(config.group_start), "every": max(1, scaled(config.group_every))}
 
 
+@register_attack(
+    "gradinversion-gradient-only",
+    description="GradInversion's ablation: the gradient match alone, one seed (Yin et al. 2021, Table 2)",
+    alpha_tv=0.0, alpha_l2=0.0, alpha_bn=0.0, alpha_group=0.0, seeds=1,
+)  # fmt: skip
+@register_attack(
+    "gradinversion-no-group",
+    description="GradInversion's ablation: gradient match with the fidelity and BN priors, one seed, no group",
+    alpha_group=0.0, seeds=1,
+)  # fmt: skip
 @register_attack(
     "gradinversion",
     description="GradInversion: L2 gradient match, fidelity and BN priors, lazy 8-seed group (Yin et al. 2021)",

@@ -9,8 +9,7 @@ from typing import NoReturn
 
 from bench.errors import BenchError
 from bench.heartbeat import follow_launcher
-
-LISTS = ("attacks", "labels", "models", "datasets", "metrics", "defenses", "presets")
+from bench.listing import LISTS
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -181,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv  # what spawned ranks are started with
     follow_launcher()  # in a spawned rank: beat to the launcher, end with it (before the heavy imports)
     try:
+        if args.command == "ls":  # from the index: no registering module (and so no torch) is imported
+            from bench.listing import cmd_ls
+
+            return cmd_ls(args)
         from bench.plugins import load_plugins
 
         load_plugins()

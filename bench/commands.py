@@ -11,8 +11,6 @@ from tabulate import tabulate
 from bench.attack import ATTACKS
 from bench.case import check_case_folder, load_case, save_case
 from bench.client import simulate
-from bench.data import DATASETS
-from bench.defenses import DEFENSES
 from bench.distributed.launch import (
     is_writer,
     launched,
@@ -26,42 +24,17 @@ from bench.distributed.launch import (
 from bench.errors import BenchError
 from bench.files import write_atomic
 from bench.labels import LABELS
-from bench.metrics import METRICS, MetricConfig
-from bench.models import MODELS
+from bench.metrics import MetricConfig
 from bench.progress import Progress
 from bench.record import Record
 from bench.preflight import check_device, check_scenario, check_writable, validate
 from bench.runner import RunOptions, run_cells
-from bench.sweep import Sweep, expand, load_preset, load_sweep_file, override, preset_names, scenarios
+from bench.sweep import Sweep, expand, load_preset, load_sweep_file, override, scenarios
 from bench.threat import ThreatModel
 from bench.update import ClientUpdate
 
 DEFAULT_PRESET = "quick"
 PER_RUN_TABLE = "runs.txt"  # beside the records: one row per run of the last `bench run` into the folder
-
-
-def cmd_ls(args: argparse.Namespace) -> int:
-    if args.what == "presets":
-        print(tabulate([(n, load_preset(n).description) for n in preset_names()], headers=["preset", "description"]))
-        return 0
-    registry = {"attacks": ATTACKS, "labels": LABELS, "models": MODELS, "datasets": DATASETS, "metrics": METRICS, "defenses": DEFENSES}[args.what]
-    rows = []
-    for entry in registry.entries():
-        row = [entry.name, entry.description]
-        if args.what == "attacks":
-            row.append(entry.obj.requires.short())
-        if args.what == "labels":
-            row.append(", ".join(entry.info.get("needs", ())))
-        if args.what == "defenses":
-            row.append(", ".join(f.name for f in dataclasses.fields(entry.obj)))
-        rows.append(row)
-    headers = {
-        "attacks": ["attack", "description", "requires"],
-        "labels": ["method", "description", "needs"],
-        "defenses": ["defense", "description", "parameters"],
-    }
-    print(tabulate(rows, headers=headers.get(args.what, [args.what[:-1], "description"])))
-    return 0
 
 
 def _sweep_from_args(args: argparse.Namespace, base: Sweep | None = None) -> Sweep:

@@ -350,6 +350,7 @@ def test_registered_variants_and_requirements():
     assert full.config == E2EGIConfig()
     assert (single.config.mlco, single.config.n_seed) == (False, 1)
     assert replace(single.config, mlco=True, n_seed=8) == full.config  # nothing else differs
+    assert replace(create_attack("e2egi-no-mlco-best-of-8").config, n_seed=1) == single.config
     paper = {"iterations": 24_000, "lr": 0.1046, "tv": 0.0114, "bn": 0.0357, "signed": True, "boxed": True,
              "lr_end": 1e-3, "noise": 0.2, "group": 0.01, "n_seed": 8, "t_in": 1000, "keep_best": True,
              "distance": "cosine", "input_norm": 0.0}  # fmt: skip
@@ -385,6 +386,31 @@ def test_attack_end_to_end_with_known_labels():
     assert len(rec.loss_trace) == sum(s.iterations for s in plan)
 
 
+def test_total_iterations_counts_every_seed_of_the_per_seed_stages():
+    plan = stage_plan(240, LR, LR_END)  # 72 + 8 x 10 per seed, 96 once
+    assert mlco.total_iterations(plan, 8) == 8 * (72 + 8 * 10) + 96 == 1312
+    assert mlco.total_iterations(plan, 2) == 2 * 152 + 96
+
+
+def test_best_of_8_spends_mlcos_total_compute_and_keeps_the_lowest_loss_seed():
+    case, secret = tiny_case(1, batch_size=2)
+    budget = 20
+    full = create_attack("e2egi").reconstruct(case, budget=budget, seed=3)
+    best = create_attack("e2egi-no-mlco-best-of-8").reconstruct(case, budget=budget, seed=3)
+    per_seed = round(mlco.total_iterations(stage_plan(budget, LR, LR_END), 8) / 8)
+    assert best.extra["stage_plan"] == [Stage("base", per_seed, LR, LR_END, 0.2, 0.0).to_dict()]
+    assert best.iterations == 8 * per_seed and abs(best.iterations - full.iterations) < 8
+    losses = best.extra["seed_losses"]
+    assert len(losses) == 8 and len(set(losses)) == 8  # independent seeds end apart
+    assert best.extra["best_seed"] == losses.index(min(losses))
+    assert best.extra["gradient_loss"] == min(losses)
+    # the kept seed is that seed's own run: the same images as its run alone, from the same start and noise
+    alone = create_attack("e2egi-no-mlco-best-of-8", seed_chunk=1).reconstruct(case, budget=budget, seed=3)
+    assert alone.extra["best_seed"] == best.extra["best_seed"]
+    assert torch.allclose(alone.images, best.images, atol=1e-5)
+    assert alone.extra["seed_losses"] == pytest.approx(losses, rel=1e-4, abs=1e-6)
+
+
 @pytest.mark.parametrize("bn_stats", ["exact", "running"])
 def test_no_mlco_runs_one_seed_for_the_whole_budget(bn_stats):
     case, _ = simulate(Scenario(**{**TINY, "batch_size": 2}, threat=ThreatModel(labels_known=True, bn_stats=bn_stats)))
@@ -412,7 +438,7 @@ def test_attack_rejects_bad_budgets_and_missing_bn_statistics():
     with pytest.raises(BenchError):
         create_attack("e2egi", n_seed=1).reconstruct(case, budget=3)
     with pytest.raises(BenchError):
-        create_attack("e2egi-no-mlco", n_seed=2).reconstruct(case, budget=3)
+        create_attack("e2egi-no-mlco", n_seed=0).reconstruct(case, budget=3)
     blind, _ = simulate(Scenario(**{**TINY, "batch_size": 2}, threat=ThreatModel(labels_known=True, bn_stats="none")))
     with pytest.raises(BenchError):
         create_attack("e2egi").reconstruct(blind, budget=3)

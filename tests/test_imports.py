@@ -111,10 +111,13 @@ def test_parsing_arguments_imports_no_numerical_library():
     assert _loaded(modules, ("torch", "numpy", "tabulate", "yaml") + HEAVY) == []
 
 
-def test_listing_attacks_imports_torch_but_no_heavy_library():
+def test_listing_imports_no_numerical_library():
+    """Every `bench ls` reads the index (bench/listing.json): no registering module, no torch."""
     modules = _modules_after(
-        "import contextlib, io\nfrom bench.cli import main\n"
-        "with contextlib.redirect_stdout(io.StringIO()):\n    assert main(['ls', 'attacks']) == 0"
+        "import contextlib, io\nfrom bench.cli import main\nfrom bench.listing import LISTS\n"
+        "for what in LISTS:\n    out = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(out):\n        assert main(['ls', what]) == 0\n"
+        "    assert len(out.getvalue().splitlines()) > 2, what"
     )
-    assert "torch" in modules and "bench.attack" in modules  # the listing really ran
-    assert _loaded(modules, HEAVY) == []
+    assert "bench.listing" in modules and "tabulate" in modules  # the listings really ran
+    assert _loaded(modules, ("torch", "numpy", "bench.attack", "attacks", "baselines") + HEAVY) == []
