@@ -13,7 +13,7 @@ import pytest
 
 from bench.defenses import Defense, parse_defense
 from bench.leaderboard import DEFAULT_VIEWS, aggregate, render, with_varied_views, write_leaderboard
-from bench.leaderboard.aggregate import GAIN_METRIC
+from bench.leaderboard.aggregate import GAIN_METRIC, tables_for
 from bench.leaderboard.site import write_site
 from bench.leaderboard.strength_plots import COSINE_LABEL, strength_figure, strength_plot
 from bench.record import Record, run_id, save_record
@@ -72,6 +72,17 @@ def test_tables_of_one_setting_over_b_follow_the_defense_order():
     """The per-defense tables (columns B) come in the order of the defense columns, whatever the record order."""
     tables = aggregate(defense_records()[::-1], "attack", "batch_size", "psnr")
     assert [t.group.threat.update.defense.spec() for t in tables] == ORDER
+
+
+def test_one_column_tables_that_the_defense_table_shows_whole_are_left_out():
+    views = with_varied_views(DEFAULT_VIEWS, defense_records())
+    tables = tables_for(defense_records(), views)
+    over_b = [t for t in tables if t.column_axis == "batch_size"]
+    assert {t.group.threat.update for t in over_b} == {ClientUpdate()}  # the undefended setting only
+    assert {(t.column_axis, t.metric) for t in tables if t.column_axis == "defense"} == {
+        ("defense", "psnr"), ("defense", GAIN_METRIC)}  # fmt: skip
+    # without a view over the defense, every per-defense table over B stays
+    assert len(tables_for(defense_records(), DEFAULT_VIEWS)) == len(ORDER)
 
 
 def test_defense_table_cells_are_the_means_over_seeds():

@@ -444,9 +444,24 @@ DEFAULT_VIEWS: tuple[View, ...] = (
 
 
 def tables_for(records: Iterable[Record], views: Sequence[View] = DEFAULT_VIEWS) -> list[Table]:
-    """Every table of every view, in view order."""
+    """Every table of every view, in view order, but a one-column table that another view shows whole.
+
+    When a view has an update axis as columns (defense, local steps, clients), a table over that axis with one
+    column (the setting the other update axes' cells share) and a one-column table over B or r of a defended
+    update (that column is a cell of the table over the update axis) add nothing and are left out.
+    """
     records = list(records)
-    return [table for view in views for table in aggregate(records, view.rows, view.columns, view.metric)]
+    over_update = any(view.columns in UPDATE_AXES for view in views)
+    return [
+        table
+        for view in views
+        for table in aggregate(records, view.rows, view.columns, view.metric)
+        if not (over_update and len(table.columns) == 1 and _shown_elsewhere(table))
+    ]
+
+
+def _shown_elsewhere(table: Table) -> bool:
+    return table.column_axis in UPDATE_AXES or table.group.threat.update != ClientUpdate()
 
 
 def _update_order(update: ClientUpdate) -> tuple:
