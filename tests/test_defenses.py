@@ -13,9 +13,11 @@ import torch.nn.functional as F
 from dp_accounting import rdp
 from opacus.accountants import RDPAccountant
 
+from bench.attack import create_attack
 from bench.client import client_generator, simulate
 from bench.defenses import DEFENSES, Defense, GaussianNoise, Half, Prune, Quantize, Sign, defense_from_dict, parse_defense
 from bench.errors import BenchError
+from bench.metrics import score
 from bench.per_sample import per_sample_gradients
 from bench.privacy import epsilon
 from bench.scenario import Scenario
@@ -162,3 +164,18 @@ def test_malformed_defenses_are_one_line_errors(text, message):
 
 def test_every_registered_defense_is_documented():
     assert {"none", "dp", "noise", "prune", "half", "quantize", "sign"} <= set(DEFENSES.names())
+
+
+def test_attack_success_falls_monotonically_with_noise():
+    """DLG on its LeNet (16 px, B = 1, labels unknown) reconstructs the undefended update (about 90 dB); each
+    tenfold step of additive noise costs it at least 5 dB (measured 90.4, 49.6, 29.8, 6.8 dB)."""
+    psnrs = []
+    for defense in ("none", "noise(0.001)", "noise(0.01)", "noise(0.1)"):
+        scenario = Scenario(
+            model="lenet", dataset="embedded-detail", image_size=16, batch_size=1, seed=1,
+            threat=ThreatModel(labels_known=False, bn_stats="none", update=ClientUpdate(defense=parse_defense(defense))),
+        )  # fmt: skip
+        case, secret = simulate(scenario)
+        psnrs.append(score(create_attack("dlg").reconstruct(case, budget=50, seed=0), secret).summary["psnr"])
+    assert psnrs[0] > 40, psnrs
+    assert all(weaker > stronger + 5 for weaker, stronger in zip(psnrs, psnrs[1:])), psnrs
