@@ -8,7 +8,8 @@ its iterate with the lowest gradient loss. "e2egi" runs it inside Minimum Loss C
 (8 seeds, `attacks.mlco`); "e2egi-no-mlco" runs it once, from one seed, for the same budget E (MLCO against
 one seed at the same sequential budget); "e2egi-no-mlco-best-of-8" runs it from 8 independent seeds that
 share MLCO's total compute at E (each seed gets 1/8 of the steps MLCO takes over all its seeds) and returns
-the seed with the lowest gradient loss (MLCO against best-of-8 at equal total compute). Labels are the known ones or E2EGI's label reconstruction ("e2egi" label method).
+the seed with the lowest gradient loss (MLCO against best-of-8 at equal total compute). Labels are the known
+ones or E2EGI's label reconstruction ("e2egi" label method).
 
 `Reconstruction.iterations` counts every optimisation step over all seeds (MLCO at budget E takes about
 8 x 0.6 E + 0.4 E); `extra` records the label source, the stage plan, each stage's gradient losses and
