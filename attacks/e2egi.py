@@ -16,7 +16,8 @@ ones or E2EGI's label reconstruction ("e2egi" label method).
 `seed_chunk`, the seeds evaluated in one computation. MLCO's seeds run each stage together (one forward and
 one double backward for `seed_chunk` seeds, `bench.engine.seed_group`), each seed with its own noise (the
 draws it gets when the seeds run one after another), its own best iterate and its own Adam state; the
-combination evaluates a slot's candidate swaps together. `seed_chunk=1` runs the seeds one after another,
+combination evaluates a slot's candidate swaps together on a GPU (one after another on a CPU, where that is
+faster: `bench.engine.seed_group`). `seed_chunk=1` runs the seeds one after another,
 as a sharded run always does.
 
 Example:

@@ -146,9 +146,25 @@ def test_seed_losses_match_the_plain_objective(float64):
     setup = setup_attack(tiny("train"))
     objective = setup.objective(GradientDistance("cosine"))
     begin = start(setup, soft=False)
-    group = SeedGroup(objective, SEEDS)
+    group = SeedGroup(objective, SEEDS, compare_batched=True)
     batched = group.seed_losses(torch.cat(begin.images), group.stack(begin.labels))
     assert batched == pytest.approx([objective.gradient_loss(x, begin.labels) for x in begin.images], abs=1e-12)
+
+
+def test_on_a_cpu_candidate_comparisons_run_one_seed_after_another(monkeypatch):
+    setup = setup_attack(tiny("train"))
+    objective = setup.objective(GradientDistance("cosine"))
+    begin = start(setup, soft=False)
+
+    def batched(self, *args, **kwargs):
+        raise AssertionError("evaluated as one computation")
+
+    monkeypatch.setattr(SeedGroup, "_batched", batched)
+    group = SeedGroup(objective, SEEDS)
+    stack, labels = torch.cat(begin.images), group.stack(begin.labels)
+    assert group.seed_losses(stack, labels) == [objective.gradient_loss(x, begin.labels) for x in begin.images]
+    with pytest.raises(AssertionError, match="one computation"):  # asked for, they run together
+        SeedGroup(objective, SEEDS, compare_batched=True).seed_losses(stack, labels)
 
 
 def test_a_chunk_out_of_memory_is_retried_in_halves(float64, monkeypatch):

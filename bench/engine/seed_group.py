@@ -16,7 +16,11 @@ bounds it: seeds are evaluated `chunk` at a time, each chunk back-propagated bef
 many seeds as keep a chunk's input under `CPU_CHUNK_VALUES` values, because CPU kernels slow down per
 element once their working set leaves the cache (measured, `tests/bench_attacks.py`: 8 seeds of a width-16
 ConvNet at 32 px cost 1.34-1.46x a single seed per seed-iteration at B = 16 all at once, 0.97x in chunks
-of 2; at B = 1 and 4 chunk size barely matters).
+of 2; at B = 1 and 4 chunk size barely matters). Candidate comparisons (`seed_losses`: gradient distances
+without a second-order graph, MLCO's combination) run one seed after another on a CPU unless
+`compare_batched` says otherwise: there batching them never gained more than 10% and cost up to 2x
+(CPU seconds for 7 candidates of a width-8 ConvNet, in turn / chunks of 2 / all 7: B = 4 at 16 px 0.042 /
+0.083 / 0.038, B = 16 0.10 / 0.16 / 0.13, B = 64 0.39 / 0.59 / 0.64, B = 64 at 32 px 1.28 / 2.53 / 3.68).
 
 Train-mode BN layers are computed from primitive operations for the batched pass (`SynchronisedBatchNorm`
 over one process: batch mean, biased two-pass variance, per-channel scale and shift), each seed with its
@@ -62,6 +66,7 @@ class SeedGroup:
     base: Objective
     seeds: int
     chunk: int | None = None  # seeds per computation (None: chosen at the first evaluation, see above)
+    compare_batched: bool | None = None  # seed_losses as one computation (None: on a GPU, not on a CPU)
     shard: Shard = field(init=False)  # the stack, so the loop draws noise for all G x B images
 
     def __post_init__(self) -> None:
@@ -131,7 +136,8 @@ class SeedGroup:
                 self.chunk = max(1, self.size // 2)
 
     def _seed_losses(self, inputs: torch.Tensor, targets: torch.Tensor) -> list[float]:
-        if self.size == 1:
+        batched = inputs.device.type != "cpu" if self.compare_batched is None else self.compare_batched
+        if self.size == 1 or not batched:
             return [self.base.gradient_loss(x, y) for x, y in zip(self.split(inputs), self.split(targets))]
         losses: list[float] = []
         with torch.no_grad():  # torch.func.grad still differentiates inside; nothing outside keeps a graph
