@@ -74,13 +74,22 @@ def test_tables_of_one_setting_over_b_follow_the_defense_order():
     assert [t.group.threat.update.defense.spec() for t in tables] == ORDER
 
 
-def test_one_column_tables_that_the_defense_table_shows_whole_are_left_out():
-    views = with_varied_views(DEFAULT_VIEWS, defense_records())
-    tables = tables_for(defense_records(), views)
+def test_one_column_tables_that_another_table_shows_whole_are_left_out():
+    # a second setting (32 px) with one defended update only: no table over the defense holds its runs
+    lone = [
+        Record(r.run_id + "-32", {**r.config, "scenario": {**r.config["scenario"], "image_size": 32}}, r.status,
+               r.metrics, r.cost, r.environment, update=r.update)
+        for r in defense_records() if r.config["scenario"]["threat"].get("update", {}).get("defense", {}).get("name") == "prune"
+        and r.config["scenario"]["threat"]["update"]["defense"]["ratio"] == 0.9
+    ]  # fmt: skip
+    records = defense_records() + lone
+    tables = tables_for(records, with_varied_views(DEFAULT_VIEWS, records))
     over_b = [t for t in tables if t.column_axis == "batch_size"]
-    assert {t.group.threat.update for t in over_b} == {ClientUpdate()}  # the undefended setting only
-    assert {(t.column_axis, t.metric) for t in tables if t.column_axis == "defense"} == {
-        ("defense", "psnr"), ("defense", GAIN_METRIC)}  # fmt: skip
+    # the 16 px cells over B (one column each) are all cells of its tables over the defense
+    assert [(t.group.image_size, t.group.threat.update.defense.spec(), t.metric) for t in over_b] == [
+        (32, "prune(ratio=0.9)", "psnr"), (32, "prune(ratio=0.9)", GAIN_METRIC)]  # fmt: skip
+    over_defense = [(t.group.image_size, t.metric, len(t.columns)) for t in tables if t.column_axis == "defense"]
+    assert over_defense == [(16, "psnr", len(ORDER)), (16, GAIN_METRIC, len(ORDER))]  # the lone column's left out
     # without a view over the defense, every per-defense table over B stays
     assert len(tables_for(defense_records(), DEFAULT_VIEWS)) == len(ORDER)
 

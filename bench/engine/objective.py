@@ -23,11 +23,8 @@ from torch import nn
 
 from bench.case import BatchNormStats
 from bench.engine.collective import Shard
-from bench.engine.distances import GradientDistance
-from bench.engine.distances import masked
+from bench.engine.distances import GradientDistance, masked
 from bench.engine.dummy_gradient import dummy_gradient
-from bench.engine.update import dummy_update, in_gradient_units, split_state
-from bench.errors import BenchError
 from bench.engine.regularizers import (
     batch_mean,
     bn_statistics,
@@ -36,6 +33,8 @@ from bench.engine.regularizers import (
     l2_norm,
     total_variation,
 )
+from bench.engine.update import dummy_update, in_gradient_units, split_state
+from bench.errors import BenchError
 from bench.loss import LossSpec
 from bench.update import ClientUpdate
 

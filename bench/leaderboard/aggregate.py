@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Literal
 
+from bench.defenses import Defense
 from bench.errors import BenchError
 from bench.leaderboard.stats import CellStats, fixed
-from bench.defenses import Defense
 from bench.leaderboard.strength import defense_order
 from bench.metrics.catalog import METRICS
 from bench.record import Record, canonical_json
@@ -300,8 +300,7 @@ def _group(record: Record, track: str, columns: str) -> Group:
         scenario = record.config["scenario"]
         threat = ThreatModel.from_dict(scenario["threat"])
         if columns in UPDATE_AXES:  # the column's setting is left out of the threat model the runs share
-            default = ClientUpdate.__dataclass_fields__[columns]
-            plain = default.default_factory() if default.default is dataclasses.MISSING else default.default
+            plain = getattr(ClientUpdate(), columns)
             threat = dataclasses.replace(threat, update=dataclasses.replace(threat.update, **{columns: plain}))
         settings = tuple(
             text
@@ -444,24 +443,30 @@ DEFAULT_VIEWS: tuple[View, ...] = (
 
 
 def tables_for(records: Iterable[Record], views: Sequence[View] = DEFAULT_VIEWS) -> list[Table]:
-    """Every table of every view, in view order, but a one-column table that another view shows whole.
-
-    When a view has an update axis as columns (defense, local steps, clients), a table over that axis with one
-    column (the setting the other update axes' cells share) and a one-column table over B or r of a defended
-    update (that column is a cell of the table over the update axis) add nothing and are left out.
-    """
+    """Every table of every view, in view order, but those `without_repeats` leaves out."""
     records = list(records)
-    over_update = any(view.columns in UPDATE_AXES for view in views)
-    return [
-        table
-        for view in views
-        for table in aggregate(records, view.rows, view.columns, view.metric)
-        if not (over_update and len(table.columns) == 1 and _shown_elsewhere(table))
-    ]
+    return without_repeats([table for view in views for table in aggregate(records, view.rows, view.columns, view.metric)])
 
 
-def _shown_elsewhere(table: Table) -> bool:
-    return table.column_axis in UPDATE_AXES or table.group.threat.update != ClientUpdate()
+def without_repeats(tables: Sequence[Table]) -> list[Table]:
+    """`tables` but the one-column tables that repeat another's cells.
+
+    A table over an update setting (defense, local steps, clients) with one column holds cells that a table
+    over B or r holds as well; a one-column table over B or r all of whose runs a table over an update
+    setting with two or more columns shows (same metric) adds nothing either.
+    """
+    shown = {run for t in tables if t.column_axis in UPDATE_AXES and len(t.columns) > 1 for run in _runs(t)}
+    return [t for t in tables if not _repeats(t, shown)]
+
+
+def _runs(table: Table) -> set[tuple[str, str]]:
+    return {(table.metric, run) for row in table.rows for cell in row.cells for run in cell.run_ids}
+
+
+def _repeats(table: Table, shown: set[tuple[str, str]]) -> bool:
+    if len(table.columns) != 1:
+        return False
+    return table.column_axis in UPDATE_AXES or _runs(table) <= shown
 
 
 def _update_order(update: ClientUpdate) -> tuple:

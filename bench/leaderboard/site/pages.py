@@ -37,6 +37,7 @@ from bench.leaderboard.aggregate import (
     digits_for,
     metric_value,
     value_text,
+    without_repeats,
 )
 from bench.leaderboard.plots import X_LABELS, claims_for, plot_name, table_plots
 from bench.leaderboard.render import LEGEND
@@ -311,7 +312,10 @@ def _sweep_files(sweep: Sweep, views: Sequence[View]) -> tuple[SweepPage, dict[s
     records = {r.run_id: r for r in sweep.records}
     files: dict[str, bytes | Path] = {f"{sweep.name}/{RECORDS}/{rid}.json": path for rid, path in sweep.files.items()}
     views = with_varied_views(views, sweep.records)
-    families = [(v, aggregate(sweep.records, v.rows, v.columns, v.metric)) for v in views]
+    every = [(v, aggregate(sweep.records, v.rows, v.columns, v.metric)) for v in views]
+    first_of_track = {v.rows: tables for v, tables in reversed(every)}  # every record counts once there
+    kept = {id(t) for t in without_repeats([t for _, tables in every for t in tables])}
+    families = [(v, [t for t in tables if id(t) in kept]) for v, tables in every]
     families = [(v, tables) for v, tables in families if tables]
     sections = []
     for view, tables in families:
@@ -325,7 +329,6 @@ def _sweep_files(sweep: Sweep, views: Sequence[View]) -> tuple[SweepPage, dict[s
     metric = next((v.metric for v, _ in families if v.rows == "attack"), "psnr")
     shots, grids = _reconstructions(sweep, metric)
     files.update(grids)
-    first_of_track = {v.rows: tables for v, tables in reversed(families)}  # every record counts once there
     rows = [row for section in sections for table in section.tables for row in table.rows]
     page = SweepPage(
         _summary(sweep, [t for tables in first_of_track.values() for t in tables]), tuple(sections),
