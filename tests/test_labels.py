@@ -320,6 +320,27 @@ def test_llg_star_estimate_equals_full_backward_passes_on_dummy_batches():
     assert sorted(llg_star.recover(case, config).tolist()) == expected
 
 
+def test_llg_star_reuses_its_dummy_passes_for_the_same_model_and_batch_size(monkeypatch):
+    monkeypatch.setattr(llg_star, "_estimates", {})
+    calls = []
+    real = llg_star._dummy_estimate
+    monkeypatch.setattr(llg_star, "_dummy_estimate", lambda case, config: calls.append(1) or real(case, config))
+    config = LLGStarConfig(repeats=2, seed=3)
+    first, _ = closed_form_case(REPEATED, seed=2)
+    other_labels, _ = closed_form_case([5, 5, 5, 5, 1, 1, 0, 2, 9, 8, 8, 4], seed=2)  # same model and B, another batch
+    impact, offset = estimate_impact_and_offset(first, config)
+    kept = offset.clone()
+    offset += 1.0  # the caller's copy: the kept estimate must not change
+    assert estimate_impact_and_offset(other_labels, config)[0] == impact and len(calls) == 1
+    assert torch.equal(estimate_impact_and_offset(other_labels, config)[1], kept)
+    fresh = real(first, config)
+    assert impact == fresh[0] and torch.equal(kept, fresh[1])
+    other_model, _ = closed_form_case(REPEATED, seed=4)
+    assert not torch.equal(estimate_impact_and_offset(other_model, config)[1], kept) and len(calls) == 2
+    estimate_impact_and_offset(first, LLGStarConfig(repeats=3, seed=3))
+    assert len(calls) == 3  # another config is another estimate
+
+
 def plain_llg_star_estimate(case: Case, config: LLGStarConfig) -> tuple[float, list[float]]:
     """The authors' loop: for each round and class, a full backward pass of a dummy batch labelled all i."""
     N, B = case.num_classes, case.batch_size
