@@ -19,13 +19,16 @@ PUBLISHED = [
     ("cpu-images.md", "records/cpu-images", "md"),
     ("cpu-images.tex", "records/cpu-images", "latex"),
     ("labels-resnet50.md", "records/labels-resnet50", "md"),
+    ("labels-resnet50-n10.md", "records/labels-resnet50-n10", "md"),
     ("labels-resnet50-n10-e2egi-head.md", "records/labels-resnet50-n10-e2egi-head", "md"),
     ("labels-resnet18-trained-n10.md", "records/labels-resnet18-trained-n10", "md"),
+    ("labels-resnet18-trained-n23.md", "records/labels-resnet18-trained-n23", "md"),
     ("defenses-cpu.md", "records/defenses-cpu", "md"),
 ]
 SITE_SWEEPS = [
-    "records/cpu-images", "records/calibration", "records/labels-resnet50", "records/labels-resnet50-n10-e2egi-head",
-    "records/labels-resnet18-trained-n10", "records/defenses-cpu",
+    "records/cpu-images", "records/calibration", "records/labels-resnet50", "records/labels-resnet50-n10",
+    "records/labels-resnet50-n10-e2egi-head", "records/labels-resnet18-trained-n10",
+    "records/labels-resnet18-trained-n23", "records/defenses-cpu",
 ]
 
 
