@@ -16,7 +16,8 @@ bounds it: seeds are evaluated `chunk` at a time, each chunk back-propagated bef
 many seeds as keep a chunk's input under `CPU_CHUNK_VALUES` values, because CPU kernels slow down per
 element once their working set leaves the cache (measured, `tests/bench_attacks.py`: 8 seeds of a width-16
 ConvNet at 32 px cost 1.34-1.46x a single seed per seed-iteration at B = 16 all at once, 0.97x in chunks
-of 2; at B = 1 and 4 chunk size barely matters). Candidate comparisons (`seed_losses`: gradient distances
+of 2; in one interleaved run, chosen chunks against seeds in turn: B = 1 0.77x / 1.11x, B = 4 0.85x / 0.96x,
+B = 16 (chunks of 2) 1.03x / 0.97x). Candidate comparisons (`seed_losses`: gradient distances
 without a second-order graph, MLCO's combination) run one seed after another on a CPU unless
 `compare_batched` says otherwise: there batching them never gained more than 10% and cost up to 2x
 (CPU seconds for 7 candidates of a width-8 ConvNet, in turn / chunks of 2 / all 7: B = 4 at 16 px 0.042 /
