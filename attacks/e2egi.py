@@ -44,7 +44,8 @@ from bench.engine.seed_group import SeedGroup, check_seed_chunk, group_or_none
 from bench.engine.setup import AttackSetup, setup_attack
 from bench.errors import BenchError
 from bench.labels import known_or_recovered
-from bench.threat import UPDATE_KINDS, Requirements
+from bench.threat import Requirements
+from bench.update import UPDATE_KINDS
 
 
 @dataclass(frozen=True)

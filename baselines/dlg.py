@@ -30,7 +30,8 @@ from bench.engine.loop import LoopConfig, Variables, iteration_budget, run_loop
 from bench.engine.objective import Objective
 from bench.engine.schedule import Schedule
 from bench.engine.setup import AttackSetup, setup_attack
-from bench.threat import UPDATE_KINDS, Requirements
+from bench.threat import Requirements
+from bench.update import UPDATE_KINDS
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ import torch
 
 from bench.attack import Attack, Progress, Reconstruction, register_attack
 from bench.case import Case
-from bench.threat import UPDATE_KINDS, Requirements
+from bench.threat import Requirements
+from bench.update import UPDATE_KINDS
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from bench.attack import Attack, Progress, Reconstruction, create_attack, regist
 from bench.case import Case, Secret
 from bench.data.mean import mean_image
 from bench.metrics import MetricConfig, score
-from bench.threat import UPDATE_KINDS, Requirements
+from bench.threat import Requirements
+from bench.update import UPDATE_KINDS
 
 FLOORS: tuple[str, ...] = ("prior-grey", "prior-mean")
 GREY = 0.5

@@ -10,7 +10,6 @@ from bench.update import ClientUpdate
 
 BNStats = Literal["none", "running", "exact"]
 BN_LEVELS: tuple[str, ...] = ("none", "running", "exact")
-UPDATE_KINDS: tuple[str, ...] = ("fedsgd", "fedavg")  # the local training a client may run (bench.update)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, get_args
 
 import torch
 from torch import nn
@@ -35,6 +35,8 @@ from bench.loss import LossSpec
 
 Tensors = dict[str, torch.Tensor]
 StepGradient = Callable[[Tensors, torch.Tensor, torch.Tensor], Tensors]  # (weights, images, targets) -> gradient
+UpdateKind = Literal["fedsgd", "fedavg"]  # a gradient (one local step) or a weight difference (several)
+UPDATE_KINDS: tuple[str, ...] = get_args(UpdateKind)
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ class ClientUpdate:
             raise BenchError(f"local_lr must be positive, got {self.local_lr}")
 
     @property
-    def kind(self) -> Literal["fedsgd", "fedavg"]:
+    def kind(self) -> UpdateKind:
         return "fedsgd" if self.local_steps == 1 else "fedavg"
 
     def minibatch(self, batch_size: int) -> int:
