@@ -6,9 +6,11 @@ machine slows them alike):
 - ls_attacks_s: `python -m bench ls attacks` (reads bench/listing.json; imports no torch);
 - import_torch_s: `import torch`;
 - import_dynamo_s: `import torch._dynamo` after torch, which every torch.optim optimizer pulls in on its
-  first step (the step is wrapped for dynamo's graph breaks), so no run that optimises escapes it;
+  first step (the step is wrapped for dynamo's graph breaks), so no run that optimises escapes it; the
+  runner imports it before it times the first attack (`bench.runner.pay_lazy_imports`);
 - smoke_overhead_s: one smoke cell (DLG, budget 4) end to end, less the attack's own seconds as its record
-  gives them: the client, scoring, floors, the record and every import.
+  gives them: the client, scoring, floors, the record and every import;
+- overhead_beyond_imports_s: smoke_overhead_s less the two imports.
 
 Run: pytest tests/bench_startup.py -m benchmark --benchmark-enable -s
 """

@@ -56,3 +56,37 @@ def test_records_keep_the_client_cost_apart_from_the_method_and_scoring(tmp_path
     noise = attacks[0].cost
     assert noise["score_s"] >= 0.3 > noise["wall_s"]  # scoring is timed apart from the attack
     assert set(labels[0].cost) == {"wall_s", "cpu_s", "peak_memory_bytes", "iterations", "client"}
+
+
+FIRST_RUN_CHECK = """
+import sys
+from pathlib import Path
+import tempfile
+from bench import runner
+from bench.metrics import MetricConfig
+from bench.plugins import load_plugins
+from bench.sweep import expand, load_preset, override
+
+load_plugins()
+real_measure = runner.measure
+seen = []
+
+def measure(device):
+    seen.append("torch._dynamo" in sys.modules)
+    return real_measure(device)
+
+runner.measure = measure
+cells = expand(override(load_preset("smoke"), budget=1), ["dlg"])
+options = runner.RunOptions(metric=MetricConfig(lpips=False), save_images=False)
+records = runner.run_cells(cells, Path(tempfile.mkdtemp()) / "runs", options)
+assert [r.status for r in records] == ["ok"], records
+assert len(seen) == 3, seen  # the client, the attack, its scoring
+assert seen[1], seen  # torch.optim's lazy import was paid before the attack was timed
+"""
+
+
+def test_the_first_attack_of_a_process_is_not_charged_for_torch_optims_lazy_import():
+    # torch.optim imports torch._dynamo (about 1.5 s on a CPU) on an optimizer's first step; in a fresh
+    # process, so that no earlier test has imported it already
+    done = subprocess.run([sys.executable, "-c", FIRST_RUN_CHECK], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
