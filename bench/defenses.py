@@ -53,6 +53,12 @@ class Defense:
         """Why a client batch of `batch_size` images cannot be defended so, or None."""
         return None
 
+    def replayed(self, update: Tensors) -> Tensors:
+        """What an attacker reproduces of the defense on one dummy client's update before the clients' updates
+        are averaged: the defense itself where it is a public rule without random draws that gradients pass
+        (pruning), else nothing (noise and DP draws are unknown; quantisation and sign pass no gradient)."""
+        return update
+
     @property
     def zeros_visible(self) -> bool:
         """The shared update's zeros mark the entries the defense removed, so an attacker matches only the
@@ -160,6 +166,10 @@ class Prune(Defense):
         return self.ratio > 0
 
     def applied(self, update: Tensors, generator: torch.Generator) -> Tensors:
+        return self.replayed(update)
+
+    def replayed(self, update: Tensors) -> Tensors:
+        """The same rule on the dummy's own magnitudes: differentiable almost everywhere (mask times value)."""
         return {n: self._pruned(g) for n, g in update.items()}
 
     def _pruned(self, g: torch.Tensor) -> torch.Tensor:
