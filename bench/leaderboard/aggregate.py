@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Literal
 
+from bench.compute import flops_text
 from bench.defenses import Defense
 from bench.errors import BenchError
 from bench.leaderboard.stats import CellStats, fixed
@@ -41,6 +42,8 @@ from bench.threat import BN_LEVELS, ThreatModel
 from bench.update import ClientUpdate
 
 RowAxis = Literal["attack", "label_method"]
+RowKey = tuple[str, int | None, int | None]  # (method, iteration budget, FLOPs budget)
+COMPUTE_ROW = "compute (FLOPs per run)"
 ColumnAxis = Literal["batch_size", "repetition", "defense", "local_steps", "clients"]
 Column = float | Defense  # a column's value: a number, or the defense of a table over defenses
 
@@ -155,6 +158,7 @@ class Row:
     cells: tuple[CellStats, ...]
     wall_s_mean: float | None
     wall_h_total: float
+    flops: int | None = None  # the runs' compute budget in FLOPs, when they ran at one (`compute`)
 
     @property
     def is_floor(self) -> bool:
@@ -205,6 +209,7 @@ class Table:
     devices: tuple[tuple[str, int], ...]
     facts: tuple[ColumnFacts, ...] = ()  # per column; () when no record carries update facts
     achieved: tuple[tuple[float, ...], ...] = ()  # per column: the repetition rates its runs achieved
+    compute: tuple[str, ...] = ()  # per column: the FLOPs per attack run; () when no record counted them
 
     def column_text(self, index: int) -> str:
         """The column's heading: a repetition rate as the runs achieved it (r = 0.9 at B = 8 runs at
@@ -266,6 +271,8 @@ class Table:
             rows.append(("DP budget ε", [f.epsilon_text() for f in self.facts]))
         if any(f.cosine.values for f in self.facts):
             rows.append(("cosine to undefended update", [f.cosine.text(3) or "–" for f in self.facts]))
+        if self.compute:
+            rows.append((COMPUTE_ROW, list(self.compute)))
         return rows
 
     def counts(self) -> Counter:
@@ -280,7 +287,12 @@ class Table:
         c = self.counts()
         total = c["ok"] + c["failed"] + c["skipped"]
         runs = f"{total} run{'' if total == 1 else 's'}: {c['ok']} ok, {c['failed']} failed, {c['skipped']} skipped"
-        return " · ".join([runs, _listing("commit", self.commits), _listing("device", self.devices)])
+        return " · ".join([runs, self.provenance])
+
+    @property
+    def provenance(self) -> str:
+        """The commits and devices the table's runs come from."""
+        return " · ".join([_listing("commit", self.commits), _listing("device", self.devices)])
 
 
 def _small(value: float) -> str:
@@ -346,9 +358,7 @@ def _cell(records: list[Record], metric: str) -> CellStats:
     return CellStats(values, status["ok"], status["failed"], status["skipped"], run_ids=run_ids, gains=gains)
 
 
-def _row(
-    label: str, key: tuple[str, int | None], columns: tuple[Column, ...], by_column: dict[Column, list[Record]], metric: str
-) -> Row:
+def _row(label: str, key: RowKey, columns: tuple[Column, ...], by_column: dict[Column, list[Record]], metric: str) -> Row:
     runs = [r for c in columns for r in by_column.get(c, [])]
     walls = sorted(float(r.cost["wall_s"]) for r in runs if isinstance((r.cost or {}).get("wall_s"), (int, float)))
     return Row(
@@ -358,7 +368,28 @@ def _row(
         tuple(_cell(by_column.get(c, []), metric) for c in columns),
         math.fsum(walls) / len(walls) if walls else None,
         math.fsum(walls) / 3600.0,
+        key[2],
     )
+
+
+def run_flops(record: Record) -> int | None:
+    """The FLOPs a run spent (bench.compute); None for a run that did not count them (older records)."""
+    value = (record.cost or {}).get("flops") if record.status == "ok" else None
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _compute_text(runs: list[Record]) -> str:
+    """A column's compute per attack run: its FLOPs budget when the attacks shared one, else the range of
+    what they spent (the references, which spend none, apart)."""
+    attacks = [r for r in runs if "attack" in r.config and not reference_role(str(r.config["attack"]))]
+    budgets = {r.config.get("flops") for r in attacks if r.status != "skipped"}
+    if len(budgets) == 1 and None not in budgets:
+        return flops_text(budgets.pop())
+    spent = [f for f in (run_flops(r) for r in attacks) if f]
+    if not spent:
+        return "–"
+    low, high = min(spent), max(spent)
+    return flops_text(low) if flops_text(low) == flops_text(high) else f"{flops_text(low)}–{flops_text(high)}"
 
 
 def _counted(values: Iterable[str]) -> tuple[tuple[str, int], ...]:
@@ -390,22 +421,23 @@ def _facts(columns: tuple[Column, ...], by_column: dict[Column, list[Record]]) -
 
 def _table(group: Group, runs: list[Record], rows: str, columns: str, metric: str) -> Table:
     column_values = tuple(sorted({column_value(r.config["scenario"], columns) for r in runs}, key=lambda c: column_order(columns, c)))
-    cells: dict[tuple[str, int | None], dict[Column, list[Record]]] = defaultdict(lambda: defaultdict(list))
+    cells: dict[RowKey, dict[Column, list[Record]]] = defaultdict(lambda: defaultdict(list))
     by_column: dict[Column, list[Record]] = defaultdict(list)
     for r in runs:
         value = column_value(r.config["scenario"], columns)
-        cells[(_method(r)[1], r.config.get("budget"))][value].append(r)
+        cells[(_method(r)[1], r.config.get("budget"), r.config.get("flops"))][value].append(r)
         by_column[value].append(r)
-    def order(key: tuple[str, int | None]) -> tuple:
+    def order(key: RowKey) -> tuple:
         role = reference_role(key[0])
-        return (-1 if role is None else REFERENCE_ORDER.index(role), key[0], -1 if key[1] is None else key[1])
+        return (-1 if role is None else REFERENCE_ORDER.index(role), key[0], -1 if key[1] is None else key[1], key[2] or 0)
 
     keys = sorted(cells, key=order)
-    budgets = Counter(method for method, _ in keys)
+    budgets = Counter(method for method, *_ in keys)
 
-    def label(method: str, budget: int | None) -> str:
+    def label(method: str, budget: int | None, flops: int | None) -> str:
         # a method run at several budgets gets one row per budget, named by it; references say what they are
-        name = method if budgets[method] == 1 else f"{method} ({'default' if budget is None else budget} it)"
+        given = f"{flops_text(flops)} FLOPs" if flops is not None else f"{'default' if budget is None else budget} it"
+        name = method if budgets[method] == 1 else f"{method} ({given})"
         role = reference_role(method)
         return name if role is None else f"{name} ({role})"
 
@@ -416,6 +448,7 @@ def _table(group: Group, runs: list[Record], rows: str, columns: str, metric: st
         _counted(str(r.environment.get("device") or "unknown") for r in runs),
         _facts(column_values, by_column),
         tuple(_achieved(by_column[c]) for c in column_values),
+        tuple(_compute_text(by_column[c]) for c in column_values) if any(run_flops(r) is not None for r in runs) else (),
     )
 
 
