@@ -235,8 +235,8 @@ CLAIMS: tuple[Claim, ...] = (
             ),
         ),
         note="ours at B = 2 (one shared label: r = 0.5), labels known: at B = 4 Inverting Gradients stays at the "
-        "prior floor on this CPU's LeNet setting. The two rates draw different batches (seed 0's floors 11.89 and "
-        "10.01 dB), so each seed's drop is of the gain over its own case's floor; the paper's number is a PSNR drop",
+        "prior floor on this CPU's LeNet setting. The two rates draw different batches (seed 0's floors 11.66 and "
+        "9.84 dB), so each seed's drop is of the gain over its own case's floor; the paper's number is a PSNR drop",
     ),
 )
 
