@@ -33,7 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from bench.attack import Attack, create_attack
 from bench.case import Case
-from bench.compute import metering
+from bench.compute import FlopMeter, metering
 from bench.errors import BenchError
 
 KEPT_PLANS = 256
@@ -94,9 +94,15 @@ def _flops_at(make: Callable[[], Attack], case: Case, budget: int, seed: int) ->
         with FlopCounterMode(display=False) as counter:
             attack.reconstruct(case, budget=budget, seed=seed)
         return int(counter.get_total_flops())
+    return dry_count(attack, case, budget, seed).flops
+
+
+def dry_count(attack: Attack, case: Case, budget: int | None, seed: int = 0) -> FlopMeter:
+    """The FLOPs `attack` spends on `case` at `budget`, counted without computing (see the module docstring;
+    an upper bound for L-BFGS, whose closure evaluations depend on the values)."""
     with metering(dry=True) as meter:
         attack.reconstruct(case, budget=budget, seed=seed)
-    return meter.flops
+    return meter
 
 
 def _search(cost: Callable[[int], int], flops: int, name: str, metered: bool) -> int | None:
