@@ -265,6 +265,8 @@ def override(sweep: Sweep, **values: Any) -> Sweep:
     """Replace fields given on the command line (None leaves the sweep's value); checked like a file's.
     A field given here also replaces it in every setting of the sweep."""
     given = {k: (tuple(v) if k in _TUPLE_FIELDS else v) for k, v in values.items() if v is not None}
+    if given.get("compute") is not None and given.get("budget") is not None:
+        raise BenchError("give iterations (--budget) or FLOPs (--flops), not both")
     if given.get("compute") is not None:  # FLOPs given on the command line replace every budget
         given.update(budget=None, budgets={})
     elif given.get("budget") is not None or given.get("budgets"):

@@ -26,7 +26,7 @@ from bench.engine.objective import Weights
 from bench.errors import BenchError
 from bench.runner import run_cells
 from bench.scenario import Scenario
-from bench.sweep import Cell, Sweep, expand, load_sweep_file, sweep_from_dict
+from bench.sweep import Cell, Sweep, expand, load_preset, load_sweep_file, override, sweep_from_dict
 from bench.threat import ThreatModel
 
 LENET = Scenario(model="lenet", dataset="digits", image_size=16, batch_size=1, seed=3,
@@ -167,6 +167,15 @@ def test_compute_in_a_sweep_replaces_budgets_and_enters_the_run_id():
     for bad in ("lots", 0, -5, True, float("inf")):
         with pytest.raises(BenchError, match="compute"):
             Sweep(compute=bad)
+
+
+def test_flags_replace_a_presets_compute_or_budgets_in_every_setting():
+    quick = load_preset("quick")
+    assert {c.flops for c in expand(override(quick, budget=7), ["dlg"])} == {None}
+    assert {c.budget for c in expand(override(quick, budget=7), ["dlg"])} == {7}
+    assert {c.flops for c in expand(override(quick, compute=5e8), ["dlg"])} == {5 * 10**8}
+    with pytest.raises(BenchError, match="not both"):
+        override(quick, budget=7, compute=1e9)
 
 
 def test_settings_put_several_settings_in_one_sweep():
