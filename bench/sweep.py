@@ -32,6 +32,7 @@ TRACK_OF_FIELD = {
     "attacks": "attacks", "budget": "attacks", "budgets": "attacks", "compute": "attacks", "label_methods": "labels",
 }  # fmt: skip
 SWEEP_ONLY = ("name", "description", "track", "settings")  # fields a setting cannot change
+SETTING_NAMES = {"models", "datasets"}  # given on the command line, they name a setting of their own
 
 
 
@@ -191,17 +192,16 @@ def _setting_sweep(sweep: Sweep, setting: object, index: int) -> Sweep:
     unknown = sorted(set(setting) - known)
     if unknown:
         raise BenchError(f"{where}: unknown or sweep-wide field(s) {', '.join(unknown)}")
-    values = _as_fields(setting)
+    # the other track's fields are the sweep's own business (checked where the file is read), as its base's are
+    values = {k: v for k, v in _as_fields(setting).items() if TRACK_OF_FIELD.get(k, sweep.track) == sweep.track}
     if "compute" in values:  # a setting's compute replaces the sweep's budgets, and the other way round
         values = {"budget": None, "budgets": {}, **values}
     elif "budget" in values or "budgets" in values:
         values = {"compute": None, **values}
     try:
-        variant = dataclasses.replace(sweep, settings=(), **values)
-        _check_track(variant, values)
+        return dataclasses.replace(sweep, settings=(), **values)
     except BenchError as err:
         raise BenchError(f"{where}: {err}") from None
-    return variant
 
 
 def variants(sweep: Sweep) -> list[Sweep]:
@@ -230,6 +230,11 @@ def sweep_from_dict(data: dict, source: str) -> Sweep:
     try:
         sweep = Sweep(**values)
         _check_track(sweep, values)
+        for index, setting in enumerate(sweep.settings):
+            try:
+                _check_track(sweep, setting)
+            except BenchError as err:
+                raise BenchError(f"settings[{index}]: {err}") from None
     except BenchError as err:
         raise BenchError(f"{source}: {err}") from None
     return sweep
@@ -263,7 +268,8 @@ def load_preset(name: str) -> Sweep:
 
 def override(sweep: Sweep, **values: Any) -> Sweep:
     """Replace fields given on the command line (None leaves the sweep's value); checked like a file's.
-    A field given here also replaces it in every setting of the sweep."""
+    A field given here also replaces it in every setting of the sweep; a model or dataset given here replaces
+    the settings themselves (the command line names the setting: it runs on the sweep's common fields)."""
     given = {k: (tuple(v) if k in _TUPLE_FIELDS else v) for k, v in values.items() if v is not None}
     if given.get("compute") is not None and given.get("budget") is not None:
         raise BenchError("give iterations (--budget) or FLOPs (--flops), not both")
@@ -271,7 +277,7 @@ def override(sweep: Sweep, **values: Any) -> Sweep:
         given.update(budget=None, budgets={})
     elif given.get("budget") is not None or given.get("budgets"):
         given["compute"] = None
-    settings = tuple(_without(setting, given) for setting in sweep.settings)
+    settings = () if SETTING_NAMES & set(given) else tuple(_without(setting, given) for setting in sweep.settings)
     changed = dataclasses.replace(sweep, **given, settings=settings)
     _check_track(changed, given)
     return changed

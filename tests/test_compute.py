@@ -176,6 +176,12 @@ def test_flags_replace_a_presets_compute_or_budgets_in_every_setting():
     assert {c.flops for c in expand(override(quick, compute=5e8), ["dlg"])} == {5 * 10**8}
     with pytest.raises(BenchError, match="not both"):
         override(quick, budget=7, compute=1e9)
+    named = expand(override(quick, models=["resnet18"], batch_sizes=[8]), ["dlg"])  # the command line's setting
+    assert {(c.scenario.model, c.scenario.dataset, c.scenario.train_steps) for c in named} == {("resnet18", "embedded", 0)}
+    labels = expand(override(quick, track="labels"), ["llg"])  # a setting's compute is the attack track's
+    assert {c.scenario.model for c in labels} == {"lenet", "convnet"} and {c.flops for c in labels} == {None}
+    with pytest.raises(BenchError, match=r"settings\[0\]: compute: for the attacks track only"):
+        sweep_from_dict({"track": "labels", "settings": [{"compute": 10**9}]}, "test")
 
 
 def test_settings_put_several_settings_in_one_sweep():
