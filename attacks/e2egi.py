@@ -197,7 +197,8 @@ class _StageRunner:
             results = []
             for s in seeds:
                 variables = Variables(s.detach().clone(), labels=self.labels)
-                results.append(run_loop(objective, variables, loop, box, consensus, self.generator, self.progress.stage()))
+                result = run_loop(objective, variables, loop, box, consensus, self.generator, self.progress.stage())
+                results.append(result)
                 self.progress.hold(results[-1].images, results[-1].gradient_loss)
             return results
         streams = seed_streams(self.generator, len(seeds), stage.iterations if stage.noise else 0, seeds[0].shape)

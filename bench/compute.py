@@ -90,7 +90,8 @@ class FlopMeter:
             return {"whole run (FlopCounterMode)": {"flops": self.spent(), "evaluations": 1}}
         out: dict[str, dict[str, int]] = {}
         for kind in self.kinds.values():
-            label = kind.label if kind.label not in out or out[kind.label]["flops"] == kind.flops else f"{kind.label} ({kind.flops})"
+            same = kind.label not in out or out[kind.label]["flops"] == kind.flops
+            label = kind.label if same else f"{kind.label} ({kind.flops})"
             entry = out.setdefault(label, {"flops": kind.flops, "evaluations": 0})
             entry["evaluations"] += kind.evaluations
         return out

@@ -81,7 +81,8 @@ def plan_budget(
         return counted[budget]
 
     budget = _search(cost, flops, name, metered=attack.flops_metered)
-    plan = ComputePlan(flops, budget, cost(budget if budget is not None else 1), len(counted), time.perf_counter() - started)
+    planned = cost(budget if budget is not None else 1)
+    plan = ComputePlan(flops, budget, planned, len(counted), time.perf_counter() - started)
     _plans[key] = plan
     while len(_plans) > KEPT_PLANS:
         _plans.popitem(last=False)

@@ -38,7 +38,7 @@ class Record:
     environment: dict = field(default_factory=dict)
     error: str | None = None
     update: dict = field(default_factory=dict)  # the shared update's facts (bench.client); absent in older records
-    trace: list = field(default_factory=list)  # quality against compute at checkpoints (bench.trace); absent in older records
+    trace: list = field(default_factory=list)  # quality against compute (bench.trace); absent in older records
     schema: int = RECORD_SCHEMA
 
     def to_dict(self) -> dict:

@@ -96,7 +96,8 @@ class Tracer:
         """The trace: the checkpoints before the final iteration, thinned, then the final reconstruction
         (`metrics`, the record's). `flops_scale` converts this process's FLOPs to the run's (several ranks)."""
         kept = [e for e in self._offered if e["iteration"] < iterations or not iterations]
-        final = _entry(flops, wall_s, iterations, loss, metrics.get("psnr"), metrics.get("psnr_gain"), metrics.get("label_acc"))
+        scores = (metrics.get("psnr"), metrics.get("psnr_gain"), metrics.get("label_acc"))
+        final = _entry(flops, wall_s, iterations, loss, *scores)
         entries = [*thinned(kept, MAX_ENTRIES - 1), final]
         for entry in entries[:-1]:
             entry["flops"] = round(entry["flops"] * flops_scale)

@@ -199,11 +199,16 @@ class Objective:
 
 
 def step_key(
-    flops_key: tuple, inputs: torch.Tensor, targets: torch.Tensor, consensus: torch.Tensor | None, leaves: list[torch.Tensor]
+    flops_key: tuple,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    consensus: torch.Tensor | None,
+    leaves: list[torch.Tensor],
 ) -> tuple:
     """The kind of an evaluation back-propagated into `leaves` (bench.compute)."""
     shapes = tuple(tuple(leaf.shape) for leaf in leaves)
-    return ("step", flops_key, inputs.shape, targets.shape, targets.dtype, targets.requires_grad, shapes, consensus is not None)
+    targets_kind = (targets.shape, targets.dtype, targets.requires_grad)
+    return ("step", flops_key, inputs.shape, targets_kind, shapes, consensus is not None)
 
 
 def stand_in(leaves: list[torch.Tensor], seeds: int) -> Evaluation:

@@ -358,7 +358,9 @@ def _cell(records: list[Record], metric: str) -> CellStats:
     return CellStats(values, status["ok"], status["failed"], status["skipped"], run_ids=run_ids, gains=gains)
 
 
-def _row(label: str, key: RowKey, columns: tuple[Column, ...], by_column: dict[Column, list[Record]], metric: str) -> Row:
+def _row(
+    label: str, key: RowKey, columns: tuple[Column, ...], by_column: dict[Column, list[Record]], metric: str
+) -> Row:
     runs = [r for c in columns for r in by_column.get(c, [])]
     walls = sorted(float(r.cost["wall_s"]) for r in runs if isinstance((r.cost or {}).get("wall_s"), (int, float)))
     return Row(
@@ -429,7 +431,8 @@ def _table(group: Group, runs: list[Record], rows: str, columns: str, metric: st
         by_column[value].append(r)
     def order(key: RowKey) -> tuple:
         role = reference_role(key[0])
-        return (-1 if role is None else REFERENCE_ORDER.index(role), key[0], -1 if key[1] is None else key[1], key[2] or 0)
+        budget = -1 if key[1] is None else key[1]
+        return (-1 if role is None else REFERENCE_ORDER.index(role), key[0], budget, key[2] or 0)
 
     keys = sorted(cells, key=order)
     budgets = Counter(method for method, *_ in keys)
@@ -448,8 +451,14 @@ def _table(group: Group, runs: list[Record], rows: str, columns: str, metric: st
         _counted(str(r.environment.get("device") or "unknown") for r in runs),
         _facts(column_values, by_column),
         tuple(_achieved(by_column[c]) for c in column_values),
-        tuple(_compute_text(by_column[c]) for c in column_values) if any(run_flops(r) is not None for r in runs) else (),
+        tuple(_compute_text(by_column[c]) for c in column_values) if _counts_compute(runs) else (),
     )
+
+
+def _counts_compute(runs: list[Record]) -> bool:
+    """Whether a table states its compute: its runs counted FLOPs and it has an attack row besides the references."""
+    counted = any(run_flops(r) is not None for r in runs)
+    return counted and any(not reference_role(_method(r)[1]) for r in runs)
 
 
 def _achieved(runs: list[Record]) -> tuple[float, ...]:

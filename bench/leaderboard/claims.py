@@ -119,7 +119,9 @@ def evaluate(measure: Measure, records: Sequence[Record]) -> Outcome:
     verdict = _verdict(measure, estimate, ci)
     if measure.against and unmeasured and verdict == "reproduced":
         verdict = "partly"  # a compared method without runs might still beat it
-    return Outcome(measure, verdict, estimate, ci, ordered, n_ok, len(runs), versus, unmeasured, tuple(runs), versus_runs)
+    return Outcome(
+        measure, verdict, estimate, ci, ordered, n_ok, len(runs), versus, unmeasured, tuple(runs), versus_runs
+    )
 
 
 def _selection_text(selection: Mapping[str, object]) -> str:

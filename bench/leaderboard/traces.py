@@ -44,7 +44,8 @@ def entry_at(trace: Sequence[dict], flops: float) -> dict | None:
 def at_flops_legend(flops: float) -> str:
     return (
         f"Read at {flops_text(flops)} FLOPs: each attack run's best reconstruction within that compute (the last "
-        "checkpoint of its trace not above it; a run without a checkpoint that early, or without a trace, gives no value)."
+        "checkpoint of its trace not above it; a run without a checkpoint that early, or without a trace, gives no "
+        "value)."
     )
 
 
@@ -118,7 +119,8 @@ class TargetTable:
         return " · ".join([*self.source.group.parts(), f"FLOPs to a gain of {self.target:g} dB ↓"])
 
     def headers(self) -> list[str]:
-        return [f"attack (FLOPs to +{self.target:g} dB ↓)", *(self.source.column_text(i) for i in range(len(self.source.columns)))]
+        columns = (self.source.column_text(i) for i in range(len(self.source.columns)))
+        return [f"attack (FLOPs to +{self.target:g} dB ↓)", *columns]
 
     def text_rows(self, mark_floor: bool = False) -> list[list[str]]:
         return [[label, *(cell.text() for cell in cells)] for label, cells in self.rows]
@@ -199,7 +201,8 @@ def _curve(label: str, traces: list[list[dict]]) -> Curve | None:
     grid = [low * (high / low) ** (i / (CURVE_POINTS - 1)) for i in range(CURVE_POINTS)] if high > low else [low]
     points = []
     for x in grid:
-        gains = [e[GAIN_METRIC] for e in (entry_at(t, x * (1 + 1e-12)) for t in traces) if e and e.get(GAIN_METRIC) is not None]
+        entries = (entry_at(t, x * (1 + 1e-12)) for t in traces)
+        gains = [e[GAIN_METRIC] for e in entries if e and e.get(GAIN_METRIC) is not None]
         if gains:
             mean, ci = mean_ci95(gains)
             points.append((x, mean, ci or 0.0, len(gains)))
