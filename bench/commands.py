@@ -32,7 +32,7 @@ from bench.metrics import MetricConfig
 from bench.progress import Progress
 from bench.record import Record
 from bench.preflight import check_device, check_scenario, check_writable, validate
-from bench.report import closing_line, failure_lines, method_text, skip_lines
+from bench.report import closing_line, failure_lines, method_text, runs, skip_lines
 from bench.runner import RunOptions, already_ok, run_cells
 from bench.settings import differences, folder_name, settings_text
 from bench.sweep import Sweep, check_attack_options, expand, load_preset, load_sweep_file, override, scenarios
@@ -174,7 +174,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             run_cells(cells, out_dir, options)
             return 0
         ranks = f", {world_size} ranks" if world_size > 1 else ""
-        print(f"{len(cells)} runs ({sweep.name}, {sweep.track}{ranks}): {', '.join(methods)} -> {out_dir}")
+        print(f"{runs(len(cells))} ({sweep.name}, {sweep.track}{ranks}): {', '.join(methods)} -> {out_dir}")
         print(f"settings (as a sweep file):\n{textwrap.indent(settings_text(sweep), '  ')}", flush=True)
         reused = {c.run_id for c in cells if already_ok(c, out_dir)} if args.resume else set()
         progress = Progress(len(cells), lines=None if sys.stdout.isatty() else sys.stdout)

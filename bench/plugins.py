@@ -15,8 +15,8 @@ naming it. `declared_plugins()` finds plugins without importing them, so that `b
 (no torch) where there are none.
 
 Example:
-    >>> [(p.source.name, p.added) for p in load_plugins()]
-    [('my-attacks', {'attacks': ('my-attack',)})]
+    >>> [plugin.summary() for plugin in load_plugins()]
+    ['my-attacks (entry point of my-dist 0.1, my_attacks): attacks my-attack']
 """
 
 from __future__ import annotations
@@ -50,6 +50,10 @@ class PluginSource:
     origin: str
     entry_point: metadata.EntryPoint | None = field(default=None, compare=False)
 
+    def __str__(self) -> str:
+        """'cosine-adam (entry point of my-dist 0.1, my_attacks)', 'my_attacks (GIBENCH_PLUGINS)'."""
+        return f"{self.name} ({self.origin}{'' if self.target == self.name else f', {self.target}'})"
+
 
 @dataclass(frozen=True)
 class Plugin:
@@ -59,9 +63,9 @@ class Plugin:
     added: dict[str, tuple[str, ...]]
 
     def summary(self) -> str:
-        """'my-attacks (entry point of my-dist 0.1): attacks my-attack'."""
+        """'my-attacks (entry point of my-dist 0.1, my_attacks): attacks my-attack'."""
         added = "; ".join(f"{kind} {', '.join(names)}" for kind, names in self.added.items()) or "registered nothing"
-        return f"{self.source.name} ({self.source.origin}): {added}"
+        return f"{self.source}: {added}"
 
 
 def declared_plugins() -> list[PluginSource]:
@@ -123,7 +127,7 @@ def _load(source: PluginSource) -> Plugin:
             loaded()
     except Exception as err:  # whatever the plugin raised: one line naming it
         problem = " ".join(traceback.format_exception_only(type(err), err)[-1].split())
-        raise PluginError(f"plugin {source.name} ({source.origin}, {source.target}) failed to load: {problem}") from None
+        raise PluginError(f"plugin {source} failed to load: {problem}") from None
     after = _names()
     added = {kind: tuple(sorted(after[kind] - before[kind])) for kind in after if after[kind] - before[kind]}
     return Plugin(source, added)

@@ -88,9 +88,13 @@ def closing_line(records: Sequence[Record], reused: int, seconds: float, out_dir
     """'6 runs in 4.4 s (5 new, 1 reused): 5/6 ok, 0 failed, 1 skipped; records in runs/quick'."""
     status = Counter(r.status for r in records)
     return (
-        f"{len(records)} runs in {duration(seconds)} ({len(records) - reused} new, {reused} reused): "
+        f"{runs(len(records))} in {duration(seconds)} ({len(records) - reused} new, {reused} reused): "
         f"{status['ok']}/{len(records)} ok, {status['failed']} failed, {status['skipped']} skipped; records in {out_dir}"
     )
+
+
+def runs(n: int) -> str:
+    return f"{n} run{'' if n == 1 else 's'}"
 
 
 def duration(seconds: float) -> str:
