@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -31,6 +30,10 @@ def bench(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> su
 def install(site: Path) -> Path:
     """What `pip install tests/plugin` puts into a site folder: the module, and a dist-info whose
     entry_points.txt declares the entry points of its pyproject.toml (how importlib.metadata finds them)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
     project = tomllib.loads((PLUGIN / "pyproject.toml").read_text())["project"]
     site.mkdir(parents=True)
     shutil.copy(PLUGIN / "cosine_adam.py", site)
