@@ -46,7 +46,9 @@ def _preset_or_file(args: argparse.Namespace) -> Sweep:
     """The sweep that `bench run`'s flags change: `--config`, `--preset`, or the default preset."""
     if args.config is not None and args.preset is not None:
         raise BenchError("give either --config or --preset, not both")
-    return load_sweep_file(args.config) if args.config is not None else load_preset(DEFAULT_PRESET if args.preset is None else args.preset)
+    if args.config is not None:
+        return load_sweep_file(args.config)
+    return load_preset(DEFAULT_PRESET if args.preset is None else args.preset)
 
 
 def _sweep_from_args(args: argparse.Namespace, base: Sweep) -> Sweep:

@@ -197,11 +197,13 @@ def labels_known_values(values: Any) -> list:
 def _field_names(data: dict, source: str) -> dict[str, Any]:
     """A sweep file's keys as Sweep fields: the flags' names (`labels`, `batch-sizes`) are read too."""
     values: dict[str, Any] = {}
+    keys: dict[str, str] = {}
     for key, value in data.items():
         name = str(key).replace("-", "_")
         name = FLAG_NAMES.get(name, name)
         if name in values:
-            raise BenchError(f"{source}: {key} gives {name} a second time")
+            raise BenchError(f"{source}: {keys[name]} and {key} set the same field; give one of them")
+        keys[name] = str(key)
         try:
             values[name] = labels_known_values(value) if name == "labels_known" else value
         except BenchError as err:

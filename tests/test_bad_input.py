@@ -60,6 +60,14 @@ BATTERY: dict[str, tuple[list[str], str, dict[str, str]]] = {
     "budget-negative": ([*RUN, "--budget", "-5"], "budget: Input should be greater than or equal to 1", {}),
     "budget-text": ([*RUN, "--budget", "five"], "budget: Input should be a valid integer", {}),
     "budget-float": ([*RUN, "--budget", "2.5"], "budget: Input should be a valid integer", {}),
+    "attack-option-type": ([*RUN, "--attack-option", "dlg.lr=fast"], "attack option dlg.lr: Input should be a valid number (got 'fast')", {}),
+    "attack-option-field": ([*RUN, "--attack-option", "dlg.lrr=0.5"], "attack 'dlg' has no option 'lrr'; did you mean lr?", {}),
+    "attack-option-literal": ([*RUN, "--attack-option", "dlg.init_space=box"], "attack option dlg.init_space: Input should be 'pixel' or 'input' (got 'box')", {}),
+    "attack-option-attack": ([*RUN, "--attack-option", "dgl.lr=0.5"], "unknown attack 'dgl'; did you mean dlg", {}),
+    "attack-option-no-field": ([*RUN, "--attack-option", "lr=0.5"], "expected NAME.FIELD=VALUE, e.g. dlg.lr=0.5, got 'lr=0.5'", {}),
+    "attack-option-no-value": ([*RUN, "--attack-option", "dlg.lr"], "expected NAME.FIELD=VALUE", {}),
+    "attack-option-tuple": ([*RUN, "--attack-option", "inverting-gradients.layers=0,1"], "attack option inverting-gradients.layers: Input should be a valid tuple (got '0,1')", {}),
+    "attack-option-labels-track": ([*RUN, "--track", "labels", "--attack-option", "dlg.lr=0.5"], "attack_options: for the attacks track only", {}),
     "nproc-zero": ([*RUN, "--nproc", "0"], "--nproc: must be at least 1", {}),
     "nproc-negative": ([*RUN, "--nproc", "-1"], "--nproc: must be at least 1", {}),
     "nproc-text": ([*RUN, "--nproc", "two"], "--nproc: expected an integer", {}),
@@ -149,6 +157,11 @@ BATTERY: dict[str, tuple[list[str], str, dict[str, str]]] = {
     "yaml-repetitions-word": _yaml_case("repetitions: [abc]\n", "repetitions[0]: Input should be a valid number"),
     "yaml-budgets-number": _yaml_case("budgets: 7\n", "budgets: Input should be a valid dictionary"),
     "yaml-budget-word": _yaml_case("budget: five\n", "budget: Input should be a valid integer"),
+    "yaml-attack-options-type": _yaml_case("attack_options: {noise: {seconds: 1}}\n", "attack 'noise' has no option 'seconds'; its options: none"),
+    "yaml-attack-options-value": _yaml_case("attacks: [dlg]\nattack_options: {dlg: [{lr: 0.5}, {iterations: many}]}\n",
+                                            "attack option dlg.iterations: Input should be a valid integer (got 'many')", base=""),
+    "yaml-attack-options-not-mapping": _yaml_case("attack_options: {dlg: 0.5}\n", "attack_options['dlg']"),
+    "yaml-labels-and-labels-known": _yaml_case("labels: [known]\nlabels_known: [true]\n", "labels and labels_known set the same field"),
     "yaml-image-size-word": _yaml_case("image_size: big\n", "image_size: Input should be a valid integer", base=""),
     "yaml-models-number": _yaml_case("models: 5\n", "models[0]: Input should be a valid string", base=""),
     "yaml-seeds-float": _yaml_case("seeds: 1.5\n", "seeds[0]: Input should be a valid integer (got 1.5)"),
@@ -267,6 +280,8 @@ BATTERY: dict[str, tuple[list[str], str, dict[str, str]]] = {
 }
 ENVIRONMENT = {
     "lpips-env-missing": ({"BENCH_LPIPS_WEIGHTS": "{tmp}/none.pth"}, RUN, "from BENCH_LPIPS_WEIGHTS"),
+    "plugin-missing": ({"GIBENCH_PLUGINS": "no_such_plugin"}, RUN,
+                       "plugin no_such_plugin (GIBENCH_PLUGINS) failed to load: ModuleNotFoundError: No module named 'no_such_plugin'"),
     "cache-unwritable": ({"BENCH_CACHE": "/proc/gibench-cache"}, [*RUN, "--train-steps", "2"], "/proc/gibench-cache cannot be written"),
 }
 if NO_CUDA:

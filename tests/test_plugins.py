@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.cli import main
+
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "tests" / "plugin"
 SMALL = ["--models", "lenet", "--image-size", "16", "--batch-sizes", "1", "--seeds", "0", "--budget", "2", "--no-images"]
@@ -68,8 +70,6 @@ def test_an_installed_distribution_declares_its_attack_through_the_entry_point(t
 
 
 def test_gibench_plugins_imports_modules_from_the_path(tmp_path):
-    unknown = bench("run", "--attacks", "cosine-adam", *SMALL, "--out", str(tmp_path / "a"))
-    assert unknown.returncode == 2 and "unknown attack 'cosine-adam'" in unknown.stderr
     env = {"GIBENCH_PLUGINS": "cosine_adam", "PYTHONPATH": str(PLUGIN)}
     ran = bench("run", "--attacks", "cosine-adam", "--attack-option", "cosine-adam.lr=0.05", *SMALL, "--out", str(tmp_path / "b"), env=env)
     assert ran.returncode == 0, ran.stderr
@@ -77,30 +77,27 @@ def test_gibench_plugins_imports_modules_from_the_path(tmp_path):
     assert record["status"] == "ok" and record["config"]["attack_options"]["lr"] == 0.05
     listed = bench("ls", "attacks", env=env)
     assert "cosine_adam (GIBENCH_PLUGINS): attacks cosine-adam" in listed.stdout
-    bad = bench("run", "--attacks", "cosine-adam", "--attack-option", "cosine-adam.lr=fast", *SMALL, "--out", str(tmp_path / "c"), env=env)
-    assert bad.returncode == 2 and bad.stderr == "error: attack option cosine-adam.lr: Input should be a valid number (got 'fast')\n"
 
 
 @pytest.mark.parametrize(
     "source, fragment",
     [
-        ("", "No module named 'no_such_plugin'"),
-        ("import no_such_dependency\n", "No module named 'no_such_dependency'"),
+        ("import no_such_dependency\n", "ModuleNotFoundError: No module named 'no_such_dependency'"),
         ("from bench.attack import register_attack\nfrom baselines.dlg import DLG\nregister_attack('dlg', description='again')(DLG)\n",
          "ValueError: duplicate attack name 'dlg'"),
     ],
-    ids=["missing", "broken-import", "name-taken"],
+    ids=["broken-import", "name-taken"],
 )
-def test_a_plugin_that_cannot_load_is_one_line_naming_it(tmp_path, source, fragment):
-    if source:
-        (tmp_path / "no_such_plugin.py").write_text(source)
-    env = {"GIBENCH_PLUGINS": "no_such_plugin", "PYTHONPATH": str(tmp_path)}
-    commands = [["run", "--attacks", "noise", *SMALL, "--out", str(tmp_path / "r")]] + ([["ls", "attacks"]] if not source else [])
-    for args in commands:
-        out = bench(*args, env=env)
-        assert out.returncode == 2 and out.stdout == "", out.stderr
-        assert out.stderr.startswith("error: plugin no_such_plugin (GIBENCH_PLUGINS) failed to load: ")
-        assert fragment in out.stderr and out.stderr.count("\n") == 1, out.stderr
+def test_a_plugin_that_cannot_load_is_one_line_naming_it(tmp_path, monkeypatch, capsys, source, fragment):
+    """(A plugin that is not there at all: tests/test_bad_input.py.)"""
+    (tmp_path / "broken_plugin.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("GIBENCH_PLUGINS", "broken_plugin")
+    for args in (["ls", "attacks"], ["run", "--attacks", "noise", *SMALL, "--out", str(tmp_path / "r")]):
+        assert main(args) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.startswith("error: plugin broken_plugin (GIBENCH_PLUGINS) failed to load: "), err
+        assert fragment in err and err.count("\n") == 1, err
     assert not (tmp_path / "r").exists()
 
 

@@ -219,7 +219,7 @@ def test_sweep_files_take_the_flags_names_and_values():
     sweep = sweep_from_dict({"labels": ["known", "unknown"], "bn-stats": ["exact"], "batch-sizes": [2]}, "test")
     assert sweep.labels_known == (True, False) and sweep.bn_stats == ("exact",) and sweep.batch_sizes == (2,)
     assert sweep_from_dict({"labels_known": [True]}, "test").labels_known == (True,)  # the older name still reads
-    with pytest.raises(BenchError, match="labels_known a second time"):
+    with pytest.raises(BenchError, match="labels and labels_known set the same field; give one of them"):
         sweep_from_dict({"labels": ["known"], "labels_known": [True]}, "test")
     with pytest.raises(BenchError, match="labels: expected known or unknown, got 'sometimes'"):
         sweep_from_dict({"labels": ["sometimes"]}, "test")
