@@ -155,6 +155,7 @@ class Row:
     cells: tuple[CellStats, ...]
     wall_s_mean: float | None
     wall_h_total: float
+    options: str = ""  # the attack options that set this row apart from the method's other rows ("lr=0.5")
 
     @property
     def is_floor(self) -> bool:
@@ -347,7 +348,7 @@ def _cell(records: list[Record], metric: str) -> CellStats:
 
 
 def _row(
-    label: str, key: tuple[str, int | None], columns: tuple[Column, ...], by_column: dict[Column, list[Record]], metric: str
+    label: str, key: RowKey, options: str, columns: tuple[Column, ...], by_column: dict[Column, list[Record]], metric: str
 ) -> Row:
     runs = [r for c in columns for r in by_column.get(c, [])]
     walls = sorted(float(r.cost["wall_s"]) for r in runs if isinstance((r.cost or {}).get("wall_s"), (int, float)))
@@ -358,7 +359,30 @@ def _row(
         tuple(_cell(by_column.get(c, []), metric) for c in columns),
         math.fsum(walls) / len(walls) if walls else None,
         math.fsum(walls) / 3600.0,
+        options,
     )
+
+
+RowKey = tuple[str, int | None, str | None]  # method, budget, attack options (canonical JSON; None: not recorded)
+OPTIONS_KEY = "attack_options"  # a record's resolved attack Config (records from before it lack it)
+
+
+def _options_key(record: Record) -> str | None:
+    options = record.config.get(OPTIONS_KEY)
+    return None if options is None else canonical_json(options)
+
+
+def options_texts(keys: Iterable[str | None]) -> dict[str | None, str]:
+    """For one method's option sets: what sets each apart, as 'lr=0.5, tv=0.01' (the fields whose values differ
+    among them), or 'options not recorded' for records from before options were; '' for a single set."""
+    keys = list(dict.fromkeys(keys))
+    if len(keys) < 2:
+        return {key: "" for key in keys}
+    parsed = {key: json.loads(key) for key in keys if key is not None}
+    fields = sorted({f for options in parsed.values() for f in options})
+    differing = [f for f in fields if len({json.dumps(o.get(f), sort_keys=True) for o in parsed.values()}) > 1]
+    texts = {key: ", ".join(t for f in differing for t in _setting_texts(f, o.get(f))) for key, o in parsed.items()}
+    return {**texts, **({None: "options not recorded"} if None in keys else {})}
 
 
 def _counted(values: Iterable[str]) -> tuple[tuple[str, int], ...]:
@@ -390,28 +414,32 @@ def _facts(columns: tuple[Column, ...], by_column: dict[Column, list[Record]]) -
 
 def _table(group: Group, runs: list[Record], rows: str, columns: str, metric: str) -> Table:
     column_values = tuple(sorted({column_value(r.config["scenario"], columns) for r in runs}, key=lambda c: column_order(columns, c)))
-    cells: dict[tuple[str, int | None], dict[Column, list[Record]]] = defaultdict(lambda: defaultdict(list))
+    cells: dict[RowKey, dict[Column, list[Record]]] = defaultdict(lambda: defaultdict(list))
     by_column: dict[Column, list[Record]] = defaultdict(list)
     for r in runs:
         value = column_value(r.config["scenario"], columns)
-        cells[(_method(r)[1], r.config.get("budget"))][value].append(r)
+        cells[(_method(r)[1], r.config.get("budget"), _options_key(r))][value].append(r)
         by_column[value].append(r)
-    def order(key: tuple[str, int | None]) -> tuple:
+    def order(key: RowKey) -> tuple:
         role = reference_role(key[0])
-        return (-1 if role is None else REFERENCE_ORDER.index(role), key[0], -1 if key[1] is None else key[1])
+        return (-1 if role is None else REFERENCE_ORDER.index(role), key[0], -1 if key[1] is None else key[1], key[2] or "")
 
     keys = sorted(cells, key=order)
-    budgets = Counter(method for method, _ in keys)
+    budgets = {m: len({b for method, b, _ in keys if method == m}) for m, _, _ in keys}
+    options = {m: options_texts(o for method, _, o in keys if method == m) for m, _, _ in keys}
 
-    def label(method: str, budget: int | None) -> str:
-        # a method run at several budgets gets one row per budget, named by it; references say what they are
-        name = method if budgets[method] == 1 else f"{method} ({'default' if budget is None else budget} it)"
+    def label(method: str, budget: int | None, key: str | None) -> str:
+        # a method run at several budgets or option sets gets one row for each, named by what sets it apart;
+        # references say what they are
+        notes = [f"{'default' if budget is None else budget} it"] if budgets[method] > 1 else []
+        notes += [options[method][key]] if options[method][key] else []
+        name = f"{method} ({', '.join(notes)})" if notes else method
         role = reference_role(method)
         return name if role is None else f"{name} ({role})"
 
     return Table(
         group, metric, rows, columns, column_values,
-        tuple(_row(label(*key), key, column_values, cells[key], metric) for key in keys),
+        tuple(_row(label(*key), key, options[key[0]][key[2]], column_values, cells[key], metric) for key in keys),
         _counted(_short_commit(r.environment.get("git_commit")) for r in runs),
         _counted(str(r.environment.get("device") or "unknown") for r in runs),
         _facts(column_values, by_column),
