@@ -19,6 +19,7 @@ from bench.distributed.launch import (
     is_writer,
     launched,
     local_world_size_from_env,
+    probes_output,
     rank_device,
     should_spawn,
     spawn_local,
@@ -159,7 +160,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         expand(sweep, methods), world_size, args.shard_above, skip_infeasible=sweep.infeasible == "skip", metric=metric
     )
     out_dir = records_folder(args, sweep)
-    check_writable(out_dir)
+    if probes_output():
+        check_writable(out_dir)
     if should_spawn(args.nproc):
         return spawn_local(args.nproc, args.argv)
     with world(device) as collective:
