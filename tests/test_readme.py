@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN_BY_CI = ("pip install", "python -m pytest")
 # (pattern, flags appended): the first pattern found in a command scales it
 SCALE = [
+    (r"bench run .*--track labels .*--num-classes 1000", ["--image-size", "32", "--batch-sizes", "32", "--seeds", "0"]),
     (r"bench run .*--track labels", ["--image-size", "32", "--batch-sizes", "8", "--seeds", "0"]),
     (r"bench run .*--preset paper", ["--image-size", "32", "--batch-sizes", "8", "--repetitions", "0", "--seeds", "0",
                                      "--budget", "1", "--attacks", "noise,dlg"]),  # fmt: skip
