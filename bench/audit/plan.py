@@ -1,0 +1,99 @@
+"""The audit's budgets: iterations per attack and batch size, fitted to the time allowed.
+
+What is left of `--max-minutes` once the calibration has run pays first for every case (the client, the prior
+floors, the label methods: `Calibration.case_s` for each of the cases), then a reserve for the report; the
+rest is shared equally among the (attack, batch size) pairs, each running once per case and defense, so at
+every batch size each attack gets the same wall time per run (and every defense the same iterations).
+An attack's budget is what its share buys at its calibrated cost, capped at its paper budget (the time it
+leaves goes back to the others); an attack whose share buys fewer than `MIN_ITERATIONS` is not run at that
+batch size (the most expensive first, its time going back to the others), with the reason.
+
+Example:
+    >>> plan = fit_plan(calibration, runs_per_pair=5, cases=5, available_s=1200.0)
+    >>> plan.budgets[("dlg", 1)], plan.estimate_s
+    (300, 1130.4)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from bench.audit.calibrate import AttackCost, Calibration
+from bench.errors import BenchError
+
+MIN_ITERATIONS = 10
+REPORT_RESERVE_S = 15.0  # the report: tables, a few plots, copying grids
+
+
+@dataclass
+class Plan:
+    budgets: dict[tuple[str, int], int] = field(default_factory=dict)
+    dropped: dict[tuple[str, int], str] = field(default_factory=dict)
+    cases_s: float = 0.0
+    runs_s: float = 0.0
+    report_s: float = REPORT_RESERVE_S
+
+    @property
+    def estimate_s(self) -> float:
+        """Seconds the planned work should take from now: cases, runs and the report."""
+        return self.cases_s + self.runs_s + self.report_s
+
+    def to_dict(self) -> dict:
+        return {
+            "budgets": [{"attack": a, "batch_size": b, "iterations": n} for (a, b), n in sorted(self.budgets.items())],
+            "not_run": [{"attack": a, "batch_size": b, "reason": r} for (a, b), r in sorted(self.dropped.items())],
+            "cases_s": self.cases_s, "runs_s": self.runs_s, "report_s": self.report_s, "estimate_s": self.estimate_s,
+        }  # fmt: skip
+
+
+def _affordable(cost: AttackCost, seconds: float) -> int:
+    """Iterations one run of `seconds` buys (it may be below 1)."""
+    return math.floor((seconds - cost.fixed_s - cost.score_s) / cost.per_iteration_s)
+
+
+def fit_plan(calibration: Calibration, runs_per_pair: int, cases: int, available_s: float, spent_s: float = 0.0) -> Plan:
+    """Budgets for every calibrated (attack, batch size) within `available_s` seconds (module docstring).
+
+    `runs_per_pair`: the runs of one attack at one batch size (cases x defenses); `cases` per (batch size,
+    defense); `spent_s` what the audit took so far. Too little time for the cases themselves, or for any
+    attack at all, is one line (BenchError) naming the minutes that would do.
+    """
+    plan = Plan(cases_s=cases * sum(calibration.case_s.values()))
+    left = available_s - plan.cases_s - plan.report_s
+    needed = plan.cases_s + plan.report_s + sum(runs_per_pair * c.seconds(MIN_ITERATIONS) for c in calibration.costs.values())
+    if left <= 0 or (calibration.costs and not _fits_any(calibration, runs_per_pair, left)):
+        raise BenchError(
+            f"--max-minutes leaves {max(available_s, 0) / 60:.1f} min after the calibration; the cases alone take "
+            f"{plan.cases_s / 60:.1f} min and every attack at {MIN_ITERATIONS} iterations {needed / 60:.1f} min: "
+            f"ask for at least {math.ceil((needed + spent_s) / 60 * 1.1)} minutes, or fewer batch "
+            "sizes, cases or defenses"
+        )
+    active = dict(calibration.costs)
+    while active:
+        per_run = left / len(active) / runs_per_pair
+        afforded = {k: _affordable(c, per_run) for k, c in active.items()}
+        capped = [k for k, n in afforded.items() if active[k].paper_budget is not None and n >= active[k].paper_budget]
+        if capped:
+            for k in capped:
+                plan.budgets[k] = active[k].paper_budget
+                left -= runs_per_pair * active[k].seconds(plan.budgets[k])
+                del active[k]
+            continue
+        short = min(afforded, key=lambda k: (afforded[k], k))
+        if afforded[short] < MIN_ITERATIONS:
+            plan.dropped[short] = (
+                f"the time allowed buys {max(afforded[short], 0)} iterations per run at "
+                f"{active[short].per_iteration_s:.2g} s per iteration; at least {MIN_ITERATIONS} are needed (raise --max-minutes)"
+            )
+            del active[short]
+            continue
+        plan.budgets.update(afforded)
+        break
+    plan.runs_s = sum(runs_per_pair * calibration.costs[k].seconds(n) for k, n in plan.budgets.items())
+    return plan
+
+
+def _fits_any(calibration: Calibration, runs_per_pair: int, left: float) -> bool:
+    """Whether the time left runs at least one (attack, batch size) at MIN_ITERATIONS."""
+    return any(runs_per_pair * c.seconds(MIN_ITERATIONS) <= left for c in calibration.costs.values())
