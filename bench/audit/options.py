@@ -69,6 +69,11 @@ class AuditOptions:
         return f"{PREFIX}:{self.model_file.resolve()}:{self.class_name}"
 
     @property
+    def model_options(self) -> dict[str, Any]:
+        """The registry options of the user's class: its keyword arguments under `args` (bench.models.user_file)."""
+        return {"args": dict(self.model_args)} if self.model_args else {}
+
+    @property
     def dataset_name(self) -> str:
         """`folder` (the data's own normalisation) or `folder:<mean>/<std>` (bench.data.folder)."""
         if self.normalization == "data":
@@ -92,7 +97,7 @@ class AuditOptions:
             batch_size=batch_size,
             repetition=repetition,
             model=self.model_name,
-            model_options=dict(self.model_args),
+            model_options=self.model_options,
             weights=None if self.weights is None else str(self.weights.resolve()),
             threat=ThreatModel(labels_known=self.labels_known, bn_stats=bn_stats, update=self.update(defense)),
             bn_mode=self.bn_mode,
@@ -114,7 +119,7 @@ class AuditOptions:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "AuditOptions":
         """The options of `bench audit`'s flags (bench.cli), each checked."""
-        model_file, class_name = split_name(args.model)
+        model_file, class_name = split_name(args.model, "path/to/file.py:ClassName", f"--model {args.model}")
         if args.normalization != "data" and args.normalization not in NAMED_NORMALIZATIONS:
             parse_normalization(args.normalization)
         return cls(

@@ -157,7 +157,7 @@ def inspect_target(options: AuditOptions) -> Target:
     entry = MODELS.get(options.model_name)  # the file imports and holds the class
     data = _open_data(options)
     what = f"{options.class_name} ({options.model_file})"
-    arch = Architecture(options.model_name, data.num_classes, data.channels, options.image_size, dict(options.model_args))
+    arch = Architecture(options.model_name, data.num_classes, data.channels, options.image_size, options.model_options)
     model = build_model(arch, MODEL_SEED)
     if options.weights is not None:
         check_fits(model, str(options.weights))

@@ -2,15 +2,17 @@
 
 The file is imported once per process under a private module name, with its own folder first on the import
 path while it loads (so `from blocks import Block` beside it works). The class is called with the model's
-options as keyword arguments (`--model-args` of `bench audit`, `model_options` of a sweep) and nothing else:
+options as keyword arguments and nothing else: the option `args` holds them all (`--model-args` of `bench
+audit`; it lets a class take its own `num_classes` or `image_size`, names the registry's builders reserve),
+and a sweep may also give them one by one (`model_options`).
 the registry's num_classes, channels and image size are not passed to it (lazy layers get their shapes from
 one blank batch of that size); whether the model's output has one score per class of the data is checked
 before any work (`bench.preflight.check_model`). A Case keeps the name, so the model is rebuilt from the
 same file in any process.
 
 Example:
-    >>> arch = Architecture("file:my_model.py:Net", num_classes=10, options={"width": 16})
-    >>> model = build_model(arch, seed=0)   # Net(width=16), its initial weights drawn under seed 0
+    >>> arch = Architecture("file:my_model.py:Net", num_classes=10, options={"args": {"num_classes": 10}})
+    >>> model = build_model(arch, seed=0)   # Net(num_classes=10), its initial weights drawn under seed 0
 """
 
 from __future__ import annotations
@@ -37,11 +39,12 @@ PREFIX = "file"
 FORM = "file:<path to a .py file>:<ClassName>"
 
 
-def split_name(rest: str) -> tuple[Path, str]:
-    """(file, class name) of `<path>:<ClassName>`; the class name is what follows the last colon."""
+def split_name(rest: str, form: str = FORM, given: str | None = None) -> tuple[Path, str]:
+    """(file, class name) of `<path>:<ClassName>`; the class name is what follows the last colon. A text
+    of another form is refused with `form` and `given` (default: the registry name) in the message."""
     path, sep, class_name = rest.rpartition(":")
     if not sep or not path or not class_name.isidentifier():
-        raise BenchError(f"a model from a file is named {FORM}, got {PREFIX}:{rest}")
+        raise BenchError(f"a model from a file is named {form}, got {given if given is not None else f'{PREFIX}:{rest}'}")
     return Path(path).expanduser(), class_name
 
 
@@ -64,12 +67,14 @@ def import_file(path: Path) -> ModuleType:
         raise BenchError(f"model file {path} cannot be imported")
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(resolved.parent))  # the file's own sibling imports
+    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ in the user's folder
     try:
         spec.loader.exec_module(module)
     except Exception as err:  # the user's code: any error is one line naming the file
         raise BenchError(f"model file {path} cannot be imported: {_error_line(err)}") from None
     finally:
         sys.path.remove(str(resolved.parent))
+        sys.dont_write_bytecode = writes_bytecode
     sys.modules[name] = module
     return module
 
@@ -99,7 +104,8 @@ def model_class(path: Path, class_name: str) -> type[nn.Module]:
 
 
 def _builder(cls: type[nn.Module], shown: str) -> ModelBuilder:
-    def build(num_classes: int, channels: int, image_size: int, **options: Any) -> nn.Module:
+    def build(num_classes: int, channels: int, image_size: int, args: dict[str, Any] | None = None, **options: Any) -> nn.Module:
+        options = {**(args or {}), **options}
         try:
             model = cls(**options)
         except Exception as err:  # the user's constructor: a bad argument or its own check
