@@ -296,17 +296,21 @@ def _cost(per_iteration: float, paper: int | None = 1000) -> AttackCost:
     return AttackCost(fixed_s=0.5, per_iteration_s=per_iteration, score_s=0.1, paper_budget=paper)
 
 
-def test_budgets_share_the_time_equally_cap_at_the_paper_and_drop_what_cannot_run():
+def test_budgets_share_the_time_equally_between_the_minimum_and_the_paper_and_drop_what_cannot_run():
     calibration = Calibration(
         costs={("cheap", 1): _cost(0.01, paper=300), ("mid", 1): _cost(0.05), ("dear", 1): _cost(5.0)},
         case_s={(1, "none"): 2.0},
     )  # fmt: skip
     plan = fit_plan(calibration, runs_per_pair=5, cases=5, available_s=200.0)
     assert plan.budgets[("cheap", 1)] == 300  # capped at its paper budget; its time went to the others
-    assert ("dear", 1) in plan.dropped and "at least 10" in plan.dropped[("dear", 1)]
+    assert ("dear", 1) in plan.dropped and "most expensive" in plan.dropped[("dear", 1)]
     left = 200.0 - plan.cases_s - plan.report_s - 5 * calibration.costs[("cheap", 1)].seconds(300)
     assert plan.budgets[("mid", 1)] == math.floor((left / 5 - 0.6) / 0.05)
     assert plan.estimate_s <= 200.0 + 1e-9
+    slow = Calibration(costs={("mid", 1): _cost(0.05, paper=None), ("slow", 1): _cost(3.0)}, case_s={(1, "none"): 2.0})
+    plan = fit_plan(slow, runs_per_pair=5, cases=5, available_s=200.0)
+    # slow's equal share buys 5 iterations: it gets the minimum, 153 s, and mid what is left: (22 / 5 - 0.6) / 0.05
+    assert plan.budgets == {("mid", 1): 76, ("slow", 1): MIN_ITERATIONS}
     with pytest.raises(BenchError, match="ask for at least"):
         fit_plan(calibration, runs_per_pair=5, cases=5, available_s=24.0)  # 4 s left after the cases and report
 

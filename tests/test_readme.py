@@ -29,6 +29,7 @@ SCALE = [
     (r"bench run .*--models resnet18", ["--budget", "1", "--seeds", "0", "--batch-sizes", "2", "--image-size", "16"]),
     (r"bench run", ["--budget", "1", "--seeds", "0"]),
     (r"bench check", ["--only", "noise,llg"]),
+    (r"bench audit", ["--max-minutes", "0.75", "--cases", "2", "--batch-sizes", "2"]),
 ]
 MY_SWEEP = "name: custom\nattacks: [noise]\nmodels: [lenet]\nimage_size: 16\nbatch_sizes: [2]\n"  # the README's my_sweep.yaml
 
@@ -66,11 +67,23 @@ def test_ci_runs_the_readme_commands():
     assert re.search(r"python3? -m venv", ci) and "--system-site-packages" not in ci  # from nothing
 
 
+def readme_model_file() -> str:
+    """The README's my_model.py: its python block that starts with that name."""
+    blocks = re.findall(r"```python\n(# my_model\.py\n.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert len(blocks) == 1
+    return blocks[0]
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
-    """One folder for every command, so later commands find what earlier ones wrote (runs/, cases/)."""
+    """One folder for every command, so later commands find what earlier ones wrote (runs/, cases/), with
+    the user's files the README names: my_sweep.yaml, my_model.py (as the README shows it), my_images/."""
+    from tests.test_audit import write_images
+
     folder = tmp_path_factory.mktemp("readme")
     (folder / "my_sweep.yaml").write_text(MY_SWEEP)
+    (folder / "my_model.py").write_text(readme_model_file())
+    write_images(folder / "my_images")
     return folder
 
 

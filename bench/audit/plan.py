@@ -5,8 +5,9 @@ floors, the label methods: `Calibration.case_s` for each of the cases), then a r
 rest is shared equally among the (attack, batch size) pairs, each running once per case and defense, so at
 every batch size each attack gets the same wall time per run (and every defense the same iterations).
 An attack's budget is what its share buys at its calibrated cost, capped at its paper budget (the time it
-leaves goes back to the others); an attack whose share buys fewer than `MIN_ITERATIONS` is not run at that
-batch size (the most expensive first, its time going back to the others), with the reason.
+leaves goes to the others) and at least `MIN_ITERATIONS` (the time that takes beyond its share comes from the
+others). Where the time left cannot run every attack at `MIN_ITERATIONS`, the most expensive is not run at
+that batch size, with the reason, until the others fit.
 
 Example:
     >>> plan = fit_plan(calibration, runs_per_pair=5, cases=5, available_s=1200.0)
@@ -70,26 +71,20 @@ def fit_plan(calibration: Calibration, runs_per_pair: int, cases: int, available
             "sizes, cases or defenses"
         )
     active = dict(calibration.costs)
-    while active:
-        per_run = left / len(active) / runs_per_pair
-        afforded = {k: _affordable(c, per_run) for k, c in active.items()}
-        capped = [k for k, n in afforded.items() if active[k].paper_budget is not None and n >= active[k].paper_budget]
-        if capped:
-            for k in capped:
-                plan.budgets[k] = active[k].paper_budget
-                left -= runs_per_pair * active[k].seconds(plan.budgets[k])
-                del active[k]
-            continue
-        short = min(afforded, key=lambda k: (afforded[k], k))
-        if afforded[short] < MIN_ITERATIONS:
-            plan.dropped[short] = (
-                f"the time allowed buys {max(afforded[short], 0)} iterations per run at "
-                f"{active[short].per_iteration_s:.2g} s per iteration; at least {MIN_ITERATIONS} are needed (raise --max-minutes)"
-            )
-            del active[short]
-            continue
-        plan.budgets.update(afforded)
-        break
+    while sum(runs_per_pair * c.seconds(MIN_ITERATIONS) for c in active.values()) > left:
+        dearest = max(active, key=lambda k: (active[k].seconds(MIN_ITERATIONS), k))
+        plan.dropped[dearest] = (
+            f"the time allowed cannot run every attack at {MIN_ITERATIONS} iterations and this one is the most expensive "
+            f"({active[dearest].seconds(MIN_ITERATIONS):.2g} s per run at {MIN_ITERATIONS}); raise --max-minutes"
+        )
+        del active[dearest]
+    while len(plan.budgets) < len(active):
+        free = [k for k in active if k not in plan.budgets]
+        rest = left - sum(runs_per_pair * active[k].seconds(n) for k, n in plan.budgets.items())
+        afforded = {k: _affordable(active[k], rest / len(free) / runs_per_pair) for k in free}
+        capped = {k: active[k].paper_budget for k in free if active[k].paper_budget is not None and afforded[k] >= active[k].paper_budget}
+        short = {k: MIN_ITERATIONS for k in free if afforded[k] < MIN_ITERATIONS}
+        plan.budgets.update(capped or short or afforded)  # capped ones leave time to the others; short ones take it
     plan.runs_s = sum(runs_per_pair * calibration.costs[k].seconds(n) for k, n in plan.budgets.items())
     return plan
 
