@@ -26,7 +26,7 @@ from bench.audit.folder import check_report_folder, report_folder
 from bench.audit.guess import expected_accuracy, prior_guess
 from bench.audit.plan import MIN_ITERATIONS, fit_plan
 from bench.audit.target import natural_repetition
-from bench.audit.verdict import image_sentence, label_sentence
+from bench.audit.verdict import sentence
 from bench.cli import main
 from bench.data import open_dataset
 from bench.errors import BenchError
@@ -330,13 +330,17 @@ def _finding(b: int, label_accs: tuple[float, ...], gains: tuple[float, ...], gu
 def test_verdict_says_leak_only_where_the_gain_is_significant():
     significant = _finding(1, (1.0, 1.0, 0.9), (40.0, 45.0, 50.0))
     noisy = _finding(8, (0.2, 0.9, 0.3), (30.0, -20.0, 5.0))  # positive mean gains whose CI spans 0
-    assert noisy.best_images.cell.mean > 0 and not noisy.images_leak and not noisy.labels_leak
-    text, leaks = image_sentence([significant, noisy])
+    assert noisy.best("images").cell.mean > 0 and not noisy.images_leak and not noisy.labels_leak
+    text, leaks = sentence([significant, noisy], "images")
     assert leaks and text.startswith("Images leak up to B = 1: at B = 1, dlg") and "not significantly above the floor at B = 8" in text
-    text, leaks = label_sentence([significant, noisy])
-    assert leaks and "Labels leak up to B = 1" in text and "not significantly beyond guessing at B = 8" in text
-    text, leaks = image_sentence([noisy])
-    assert not leaks and text.startswith("No attack reconstructs images significantly better")
+    assert sentence([significant, noisy], "labels") == (
+        "Labels leak up to B = 1: at B = 1, 97% recovered by llg (95% CI ± 14%; guessing from the class frequencies: "
+        "30%); not significantly beyond guessing at B = 8.", True,
+    )  # mean 0.967, half-width t(0.975, 2) x 0.0577 / sqrt(3) = 0.143
+    assert sentence([noisy], "images") == (
+        "No attack reconstructs images significantly better than the prior floor at any B tested within this audit's "
+        "compute (closest: dlg at B = 8, +5.0 ± 62.1 dB over the floor).", False,
+    )  # mean 5, half-width 4.303 x 25 / sqrt(3)
     failed = Finding("none", 1, 0.0, (), (Leak("dlg", CellStats((40.0, 45.0), 2, n_failed=1, gains=(40.0, 45.0))),), 0.3)
     assert not failed.images_leak  # a failed case leaves the claim unproven
 

@@ -11,7 +11,7 @@ run leaves the claim unproven):
 
 Example:
     >>> findings = collect(records, target)
-    >>> findings[("none", 8)].best_images.method, findings[("none", 8)].images_leak
+    >>> findings[("none", 8)].best("images").method, findings[("none", 8)].images_leak
     ('dlg', True)
 """
 
@@ -50,7 +50,8 @@ class Leak:
 
 @dataclass(frozen=True)
 class Finding:
-    """What leaks at one (defense, batch size): label methods and attacks, best first (by the mean)."""
+    """What leaks at one (defense, batch size): label methods and attacks, best first (those that leak, then
+    by the mean)."""
 
     defense: str
     batch_size: int
@@ -60,30 +61,25 @@ class Finding:
     guess: float  # the expected accuracy of guessing the labels from the class frequencies (bench.audit.guess)
     facts: ColumnFacts = ColumnFacts()
 
-    @property
-    def best_labels(self) -> Leak | None:
-        return next((leak for leak in self.labels if leak.cell.values), None)
+    def methods(self, kind: str) -> tuple[Leak, ...]:
+        """The label methods ("labels") or the attacks ("images"), best first."""
+        return self.labels if kind == "labels" else self.images
 
-    @property
-    def best_images(self) -> Leak | None:
-        return next((leak for leak in self.images if leak.cell.values), None)
+    def best(self, kind: str) -> Leak | None:
+        """The best method that has a value: the best that leaks where one does."""
+        return next((leak for leak in self.methods(kind) if leak.cell.values), None)
+
+    def leaking(self, kind: str) -> Leak | None:
+        """The best method among those that leak; None when none does."""
+        return next((leak for leak in self.methods(kind) if leak.leaks), None)
 
     @property
     def labels_leak(self) -> bool:
-        return any(leak.leaks for leak in self.labels)
+        return self.leaking("labels") is not None
 
     @property
     def images_leak(self) -> bool:
-        return any(leak.leaks for leak in self.images)
-
-    @property
-    def leaking_labels(self) -> Leak | None:
-        """The best label method among those that leak (None when none does)."""
-        return next((leak for leak in self.labels if leak.leaks), None)
-
-    @property
-    def leaking_images(self) -> Leak | None:
-        return next((leak for leak in self.images if leak.leaks), None)
+        return self.leaking("images") is not None
 
 
 def defense_of(record: Record) -> str:

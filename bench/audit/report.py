@@ -192,7 +192,7 @@ def _batch_section(finding: Finding, run: AuditRun, by_id: dict[str, Record], fo
     b = finding.batch_size
     floors = [by_id[r].metrics.get("psnr_floor") for leak in finding.images[:1] for r in leak.cell.run_ids]
     floor = CellStats(tuple(v for v in floors if v is not None), len(floors))
-    best = finding.leaking_images or finding.best_images
+    best = finding.best("images")
     not_run: dict[str, list[str]] = defaultdict(list)  # reason -> attacks
     for (attack, at), reason in {**run.calibration.excluded, **run.plan.dropped}.items():
         if at == b:
@@ -251,7 +251,7 @@ def _defense_rows(findings: dict) -> list[DefenseRow]:
     """One row per defense (none first, then by kind and strength) and batch size."""
     rows = []
     for (defense, b), f in sorted(findings.items(), key=lambda kv: (defense_order(parse_defense(kv[0][0])), kv[0][1])):
-        labels, images = f.leaking_labels or f.best_labels, f.leaking_images or f.best_images
+        labels, images = f.best("labels"), f.best("images")
         rows.append(DefenseRow(
             defense, b, f.facts.epsilon_text() if f.facts.epsilons else ("∞" if defense == "none" else "–"),
             f.facts.cosine.text(3) or ("1" if defense == "none" else "–"),

@@ -26,11 +26,6 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.0f}%"
 
 
-def _ci(cell: CellStats, unit: str, scale: float = 1.0) -> str:
-    ci = cell.ci95
-    return "" if ci is None else f" ± {scale * ci:.0f}{unit}" if unit == "%" else f" ± {ci:.1f}{unit}"
-
-
 def _b_list(values: Sequence[int]) -> str:
     return ", ".join(str(b) for b in values)
 
@@ -44,55 +39,54 @@ def _where(leaking: Sequence[int], tested: Sequence[int]) -> str:
     return f"at B = {_b_list(leaking)}"
 
 
-def label_sentence(findings: Sequence[Finding]) -> tuple[str, bool]:
-    """One sentence on the labels over the batch sizes of one defense (findings in increasing B), and
-    whether it reports a leak."""
-    tested = [f.batch_size for f in findings]
-    leaking = [f for f in findings if f.labels_leak]
-    if not any(f.best_labels for f in findings):
-        return "Labels: no label-recovery method could run on this update.", False
-    if not leaking:
-        best = max((f for f in findings if f.best_labels), key=lambda f: f.best_labels.cell.mean)
-        return (
-            f"Labels do not leak significantly beyond guessing from the class frequencies at any B tested "
-            f"(closest: {best.best_labels.method} at B = {best.batch_size}, {_pct(best.best_labels.cell.mean)} "
-            f"against {_pct(best.guess)} by guessing).",
-            False,
-        )
-    last = leaking[-1]
-    leak = last.leaking_labels
-    text = (
-        f"Labels leak {_where([f.batch_size for f in leaking], tested)}: at B = {last.batch_size}, "
-        f"{_pct(leak.cell.mean)} recovered by {leak.method} (95% CI{_ci(leak.cell, '%', 100) or ' –'}; guessing from "
-        f"the class frequencies: {_pct(last.guess)})"
-    )
-    quiet = [f.batch_size for f in findings if not f.labels_leak]
-    return text + (f"; not significantly beyond guessing at B = {_b_list(quiet)}." if quiet else "."), True
+PHRASES = {
+    "labels": {
+        "none_ran": "Labels: no label-recovery method could run on this update.",
+        "nothing": "Labels do not leak significantly beyond guessing from the class frequencies at any B tested "
+                   "(closest: {method} at B = {b}, {spread} against {guess} by guessing).",
+        "leak": "Labels leak {where}: at B = {b}, {value} recovered by {method} (95% CI{ci}; guessing from the class "
+                "frequencies: {guess})",
+        "quiet": "; not significantly beyond guessing at B = {sizes}.",
+    },
+    "images": {
+        "none_ran": "Images: no attack applies to this model and update, or none fitted the time allowed.",
+        "nothing": "No attack reconstructs images significantly better than the prior floor at any B tested within "
+                   "this audit's compute (closest: {method} at B = {b}, {spread} over the floor).",
+        "leak": "Images leak {where}: at B = {b}, {method} reconstructs them {value} dB over the prior floor (95% CI{ci})",
+        "quiet": "; not significantly above the floor at B = {sizes} within this audit's compute.",
+    },
+}  # fmt: skip
 
 
-def image_sentence(findings: Sequence[Finding]) -> tuple[str, bool]:
-    """One sentence on the images over the batch sizes of one defense (findings in increasing B), and
-    whether it reports a leak."""
+def _numbers(kind: str, finding: Finding, leak: Leak) -> dict[str, str]:
+    """The method and its mean as the sentence writes them: `value` (labels in %, images in dB over the floor,
+    without the unit), `ci` (' ± 3.1 dB', ' –' without one) and `spread` (both: '+8.3 ± 24.5 dB')."""
+    cell, ci = leak.cell, leak.cell.ci95
+    if kind == "labels":
+        value, unit, half = _pct(cell.mean), "", None if ci is None else f"{100 * ci:.0f}%"
+    else:
+        value, unit, half = f"{cell.mean:+.1f}", " dB", None if ci is None else f"{ci:.1f}"
+    return {
+        "method": leak.method, "b": str(finding.batch_size), "value": value, "guess": _pct(finding.guess),
+        "ci": " –" if half is None else f" ± {half}{unit}", "spread": value + ("" if half is None else f" ± {half}") + unit,
+    }  # fmt: skip
+
+
+def sentence(findings: Sequence[Finding], kind: str) -> tuple[str, bool]:
+    """One sentence on the labels or the images ("labels", "images") over the batch sizes of one defense
+    (findings in increasing B), and whether it reports a leak."""
+    phrases = PHRASES[kind]
     tested = [f.batch_size for f in findings]
-    leaking = [f for f in findings if f.images_leak]
-    if not any(f.best_images for f in findings):
-        return "Images: no attack applies to this model and update, or none fitted the time allowed.", False
+    leaking = [f for f in findings if f.leaking(kind) is not None]
+    if not any(f.best(kind) for f in findings):
+        return phrases["none_ran"], False
     if not leaking:
-        best = max((f for f in findings if f.best_images), key=lambda f: f.best_images.cell.mean)
-        return (
-            f"No attack reconstructs images significantly better than the prior floor at any B tested within this "
-            f"audit's compute (closest: {best.best_images.method} at B = {best.batch_size}, "
-            f"{best.best_images.cell.mean:+.1f}{_ci(best.best_images.cell, ' dB') or ' dB'} over the floor).",
-            False,
-        )
+        closest = max((f for f in findings if f.best(kind)), key=lambda f: f.best(kind).cell.mean)
+        return phrases["nothing"].format(**_numbers(kind, closest, closest.best(kind))), False
     last = leaking[-1]
-    leak: Leak = last.leaking_images
-    text = (
-        f"Images leak {_where([f.batch_size for f in leaking], tested)}: at B = {last.batch_size}, "
-        f"{leak.method} reconstructs them {leak.cell.mean:+.1f} dB over the prior floor (95% CI{_ci(leak.cell, ' dB') or ' –'})"
-    )
-    quiet = [f.batch_size for f in findings if not f.images_leak]
-    return text + (f"; not significantly above the floor at B = {_b_list(quiet)} within this audit's compute." if quiet else "."), True
+    text = phrases["leak"].format(where=_where([f.batch_size for f in leaking], tested), **_numbers(kind, last, last.leaking(kind)))
+    quiet = [f.batch_size for f in findings if f.leaking(kind) is None]
+    return text + (phrases["quiet"].format(sizes=_b_list(quiet)) if quiet else "."), True
 
 
 def defense_facts(findings: Sequence[Finding]) -> str:
@@ -127,5 +121,5 @@ def verdict(findings: Mapping[tuple[str, int], Finding], defenses: Sequence[str]
         else:
             facts = defense_facts(rows)
             heading = f"With {defense}" + (f" ({facts})" if facts else "")
-        result.append((heading, [label_sentence(rows), image_sentence(rows)]))
+        result.append((heading, [sentence(rows, "labels"), sentence(rows, "images")]))
     return result
