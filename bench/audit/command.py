@@ -18,7 +18,7 @@ import time
 from bench.audit.calibrate import calibrate
 from bench.audit.folder import RECORDS, check_report_folder, report_folder
 from bench.audit.options import AuditOptions
-from bench.audit.plan import fit_plan
+from bench.audit.plan import fit_plan, not_run
 from bench.audit.report import AuditRun, Times, write_report
 from bench.audit.target import Target, checked_scenarios, inspect_target
 from bench.labels import LABELS, load_methods
@@ -75,8 +75,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     spent = time.monotonic() - started
     available = options.max_minutes * 60 - spent
     plan = fit_plan(calibration, options.cases * len(options.defenses), options.cases, available, spent)
-    for (attack, b), reason in sorted({**calibration.excluded, **plan.dropped}.items()):
-        print(f"not run: {attack} at B = {b}: {reason}")
+    for line in not_run(calibration, plan):
+        print(f"not run: {line}")
     cells = audit_cells(options, scenarios, plan.budgets)
     print(f"calibration: {calibration.seconds:.0f} s; {_plan_text(options, plan, cells)}")
     print(f"estimate: {duration_text(spent + plan.estimate_s)} in all, of the {options.max_minutes:g} min allowed", flush=True)

@@ -92,3 +92,18 @@ def fit_plan(calibration: Calibration, runs_per_pair: int, cases: int, available
 def _fits_any(calibration: Calibration, runs_per_pair: int, left: float) -> bool:
     """Whether the time left runs at least one (attack, batch size) at MIN_ITERATIONS."""
     return any(runs_per_pair * c.seconds(MIN_ITERATIONS) <= left for c in calibration.costs.values())
+
+
+def not_run(calibration: Calibration, plan: Plan) -> list[str]:
+    """What was left out and why, one line per reason: 'e2egi, gradinversion at B = 1, 8: <reason>'."""
+    left_out: dict[str, dict[str, list[int]]] = {}
+    for (attack, b), reason in sorted({**calibration.excluded, **plan.dropped}.items()):
+        left_out.setdefault(reason, {}).setdefault(attack, []).append(b)
+    lines = []
+    for reason, attacks in left_out.items():
+        by_sizes: dict[tuple[int, ...], list[str]] = {}
+        for attack, sizes in attacks.items():
+            by_sizes.setdefault(tuple(sizes), []).append(attack)
+        where = "; ".join(f"{', '.join(names)} at B = {', '.join(map(str, sizes))}" for sizes, names in by_sizes.items())
+        lines.append(f"{where}: {reason}")
+    return lines

@@ -33,17 +33,17 @@ from bench.audit.calibrate import Calibration
 from bench.audit.findings import GUESS, Finding, Leak, collect, defense_of, over_batch_sizes
 from bench.audit.folder import RECORDS, REPORT_JSON, REPORT_KIND
 from bench.audit.options import AuditOptions
-from bench.audit.plan import Plan
+from bench.audit.plan import Plan, not_run
 from bench.audit.target import Target
 from bench.audit.verdict import Sentences, verdict
 from bench.defenses import parse_defense
 from bench.environment import environment
-from bench.leaderboard import aggregate, plot_name, plot_png
+from bench.leaderboard import aggregate
+from bench.leaderboard.plots import table_plots
 from bench.leaderboard.aggregate import GAIN_METRIC
 from bench.leaderboard.site.pages import HERE as SITE_HERE, duration_text
 from bench.leaderboard.stats import CellStats
 from bench.leaderboard.strength import defense_order
-from bench.leaderboard.strength_plots import strength_plots
 from bench.record import Record
 
 HERE = Path(__file__).parent
@@ -136,7 +136,7 @@ class Page:
     method: list[tuple[str, str]] = field(default_factory=list)  # (what, how), the audit's own setting
     budgets: list[tuple[str, list[str]]] = field(default_factory=list)  # attack, iterations per B
     budget_columns: list[int] = field(default_factory=list)
-    not_applicable: list[tuple[str, str, str]] = field(default_factory=list)  # attack, B, reason
+    not_run: list[str] = field(default_factory=list)  # attacks left out, why
     timing: list[tuple[str, str]] = field(default_factory=list)
     command: str = ""
 
@@ -190,19 +190,22 @@ def _shots(leak: Leak | None, by_id: dict[str, Record], folder: Path) -> tuple[S
 
 def _batch_section(finding: Finding, run: AuditRun, by_id: dict[str, Record], folder: Path) -> BatchSection:
     b = finding.batch_size
-    floors = [by_id[r].metrics.get("psnr_floor") for leak in finding.images[:1] for r in leak.cell.run_ids]
-    floor = CellStats(tuple(v for v in floors if v is not None), len(floors))
+    floors = {  # the floor of each case, from any of its attack runs
+        by_id[r].config["scenario"]["seed"]: by_id[r].metrics["psnr_floor"]
+        for leak in finding.images for r in leak.cell.run_ids if by_id[r].metrics.get("psnr_floor") is not None
+    }  # fmt: skip
+    floor = CellStats(tuple(floors.values()), len(floors))
     best = finding.best("images")
-    not_run: dict[str, list[str]] = defaultdict(list)  # reason -> attacks
+    left_out: dict[str, list[str]] = defaultdict(list)  # reason -> attacks
     for (attack, at), reason in {**run.calibration.excluded, **run.plan.dropped}.items():
         if at == b:
-            not_run[reason].append(attack)
+            left_out[reason].append(attack)
     return BatchSection(
         b, finding.repetition, round((1 - finding.repetition) * b),
         tuple(_attack_row(leak, by_id) for leak in finding.images), floor.text(1) if floor.values else "–",
         None if best is None else best.method, _shots(best, by_id, folder),
         tuple(_label_row(leak, by_id) for leak in finding.labels), f"{finding.guess:.3f}",
-        tuple((", ".join(sorted(attacks)), reason) for reason, attacks in sorted(not_run.items())),
+        tuple((", ".join(sorted(attacks)), reason) for reason, attacks in sorted(left_out.items())),
     )  # fmt: skip
 
 
@@ -227,9 +230,7 @@ def _plots_over_b(run: AuditRun, findings: dict, folder: Path) -> list[tuple[str
          over_batch_sizes(aggregate(undefended, "label_method", "batch_size", "label_acc"), guesses)),
     ):  # fmt: skip
         for table in tables:
-            data = plot_png(table)
-            if data is not None:
-                shown.append((caption, *_png(folder, plot_name(table), data)))
+            shown += [(caption, *_png(folder, name, data)) for name, data in table_plots(table)]
     return shown
 
 
@@ -241,8 +242,8 @@ def _strength(run: AuditRun, folder: Path) -> list[tuple[str, str, int, int]]:
     for rows, metric, what in (("attack", GAIN_METRIC, "attacks' gain over the prior floor"), ("label_method", "label_acc", "label accuracy")):
         for table in aggregate(run.records, rows, "defense", metric):
             b = int(table.group.fixed_value("batch_size"))
-            for kind, data in strength_plots(table):
-                name = plot_name(table).replace("-vs-defense-", f"-vs-{kind}-")
+            for name, data in table_plots(table):  # one per kind of defense: <metric>-vs-<kind>-<digest>.png
+                kind = name.removeprefix(f"{metric}-vs-").rsplit("-", 1)[0]
                 shown.append((f"B = {b}: {what} against {kind}", *_png(folder, name, data)))
     return shown
 
@@ -298,14 +299,6 @@ def _budgets(run: AuditRun) -> tuple[list[tuple[str, list[str]]], list[int]]:
                 cells.append("not run")
         rows.append((attack, cells))
     return rows, columns
-
-
-def _not_applicable(calibration: Calibration) -> list[tuple[str, str, str]]:
-    """(attack, batch sizes, reason) of the attacks left out by the calibration."""
-    sizes: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for (attack, b), reason in sorted(calibration.excluded.items()):
-        sizes[(attack, reason)].append(b)
-    return [(attack, ", ".join(map(str, bs)), reason) for (attack, reason), bs in sizes.items()]
 
 
 def _timing(run: AuditRun) -> list[tuple[str, str]]:
@@ -372,7 +365,7 @@ def write_report(folder: Path, run: AuditRun) -> dict:
         defenses=_defense_rows(findings) if len(o.defenses) > 1 else [],
         strength=_strength(run, folder),
         method=_method(run),
-        not_applicable=_not_applicable(run.calibration),
+        not_run=not_run(run.calibration, run.plan),
         timing=_timing(run),
         command="python -m bench " + shlex.join(run.argv),
     )  # fmt: skip
