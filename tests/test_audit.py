@@ -31,7 +31,6 @@ from bench.cli import main
 from bench.data import open_dataset
 from bench.errors import BenchError
 from bench.leaderboard import CellStats
-from bench.leaderboard.aggregate import aggregate
 from bench.models import MODELS, Architecture, build_model
 from bench.record import load_records
 from tests.test_bad_input import _refused

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
@@ -47,6 +47,10 @@ class AttackCost:
     def seconds(self, budget: int) -> float:
         return self.fixed_s + self.per_iteration_s * budget + self.score_s
 
+    def at_pace(self, pace: float) -> "AttackCost":
+        """The cost when everything runs `pace` times as long as calibrated."""
+        return AttackCost(self.fixed_s * pace, self.per_iteration_s * pace, self.score_s * pace, self.paper_budget)
+
     def to_dict(self) -> dict:
         return {"fixed_s": self.fixed_s, "per_iteration_s": self.per_iteration_s, "score_s": self.score_s,
                 "paper_budget": self.paper_budget}  # fmt: skip
@@ -61,6 +65,15 @@ class Calibration:
     excluded: dict[tuple[str, int], str] = field(default_factory=dict)
     case_s: dict[tuple[int, str], float] = field(default_factory=dict)
     seconds: float = 0.0
+
+    def part(self, batch_sizes: Collection[int], pace: float = 1.0) -> "Calibration":
+        """The calibration of these batch sizes only, every time multiplied by `pace`."""
+        return Calibration(
+            {k: c.at_pace(pace) for k, c in self.costs.items() if k[1] in batch_sizes},
+            {k: r for k, r in self.excluded.items() if k[1] in batch_sizes},
+            {k: s * pace for k, s in self.case_s.items() if k[0] in batch_sizes},
+            self.seconds,
+        )
 
     def to_dict(self) -> dict:
         return {

@@ -6,7 +6,9 @@
 2. A short calibration times the user's model (bench.audit.calibrate); the budgets are fitted to
    `--max-minutes` (bench.audit.plan) and the estimate is printed before the runs start.
 3. The runs go through the benchmark's runner (`run_cells`: the client's simulation, label methods, attacks,
-   the prior floors, records and image grids), with a progress bar on a terminal, into a partial folder.
+   the prior floors, records and image grids), one batch size after another (the budgets of those left
+   fitted again to the time left at the pace measured so far), with a progress bar on a terminal, into a
+   partial folder.
 4. The report is written beside the records and the folder is put in place of `--out` (bench.audit.folder).
 """
 
@@ -14,18 +16,19 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
-from bench.audit.calibrate import calibrate
+from bench.audit.calibrate import Calibration, calibrate
 from bench.audit.folder import RECORDS, check_report_folder, report_folder
 from bench.audit.options import AuditOptions
-from bench.audit.plan import fit_plan, not_run
+from bench.audit.plan import Plan, fit_plan, not_run, planned_seconds
 from bench.audit.report import AuditRun, Times, write_report
 from bench.audit.target import Target, checked_scenarios, inspect_target
 from bench.labels import LABELS, load_methods
-from bench.leaderboard.site.pages import duration_text
 from bench.preflight import check_device, check_writable
 from bench.progress import Progress
 from bench.runner import RunOptions, run_cells
+from bench.record import Record
 from bench.scenario import Scenario
 from bench.sweep import Cell
 
@@ -40,6 +43,38 @@ def audit_cells(options: AuditOptions, scenarios: dict[tuple[int, str, int], Sce
     return cells
 
 
+PACE_LIMITS = (0.25, 4.0)  # a pace outside is a measuring accident, not the machine
+
+
+def run_batch_sizes(
+    options: AuditOptions, scenarios: dict[tuple[int, str, int], Scenario], calibration: Calibration, plan: Plan,
+    folder: Path, deadline: float,
+) -> list[Record]:
+    """Run every batch size's cells in turn, fitting the budgets of those left to the time left at the pace
+    measured so far (bench.audit.plan); `plan` ends up holding the budgets that ran. A progress bar on a terminal."""
+    runs_per_pair = options.cases * len(options.defenses)
+    progress = Progress(len(audit_cells(options, scenarios, plan.budgets)))
+    records: list[Record] = []
+    measured = predicted = 0.0
+    try:
+        for i, b in enumerate(options.batch_sizes):
+            if i:
+                pace = min(max(measured / predicted, PACE_LIMITS[0]), PACE_LIMITS[1]) if predicted > 0 else 1.0
+                rest = calibration.part(options.batch_sizes[i:], pace)
+                plan.adopt(fit_plan(rest, runs_per_pair, options.cases, deadline - time.monotonic(), strict=False), b, pace)
+                print(f"B = {b}: the audit ran at {pace:.2f}x the calibrated time so far; {_budgets_text(plan, b)}", flush=True)
+            cells = audit_cells(options, {k: s for k, s in scenarios.items() if k[0] == b}, plan.budgets)
+            progress.sweep.total = progress.sweep.n + len(cells) + len(audit_cells(
+                options, {k: s for k, s in scenarios.items() if k[0] > b}, plan.budgets))  # fmt: skip
+            start = time.monotonic()
+            records += run_cells(cells, folder, RunOptions(device=options.device), progress)
+            measured += time.monotonic() - start
+            predicted += planned_seconds(calibration, plan, b, runs_per_pair, options.cases)
+    finally:
+        progress.close()
+    return records
+
+
 def _describe(options: AuditOptions, target: Target) -> str:
     bn = f"{target.bn_layers} BN layers" if target.bn_layers else "no BN layers"
     return "\n".join([
@@ -52,12 +87,16 @@ def _describe(options: AuditOptions, target: Target) -> str:
     ])  # fmt: skip
 
 
-def _plan_text(options: AuditOptions, plan, cells: list[Cell]) -> str:
-    per_b = [
-        f"B = {b}: " + (", ".join(f"{a} {n:,}" for (a, bb), n in sorted(plan.budgets.items()) if bb == b) or "no attack")
-        for b in options.batch_sizes
-    ]
-    return f"{len(cells)} runs; iterations per run: " + "; ".join(per_b)
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def _budgets_text(plan: Plan, batch_size: int) -> str:
+    return "iterations per run: " + (", ".join(f"{a} {n:,}" for (a, b), n in sorted(plan.budgets.items()) if b == batch_size) or "no attack")
+
+
+def _plan_text(options: AuditOptions, plan: Plan, cells: list[Cell]) -> str:
+    return f"{len(cells)} runs; " + "; ".join(f"B = {b}: {_budgets_text(plan, b)}" for b in options.batch_sizes)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -79,17 +118,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print(f"not run: {line}")
     cells = audit_cells(options, scenarios, plan.budgets)
     print(f"calibration: {calibration.seconds:.0f} s; {_plan_text(options, plan, cells)}")
-    print(f"estimate: {duration_text(spent + plan.estimate_s)} in all, of the {options.max_minutes:g} min allowed", flush=True)
+    print(f"estimate: {_minutes(spent + plan.estimate_s)} in all, of the {options.max_minutes:g} min allowed", flush=True)
 
     with report_folder(options.out) as partial:
-        progress = Progress(len(cells))
-        try:
-            records = run_cells(cells, partial / RECORDS, RunOptions(device=options.device), progress)
-        finally:
-            progress.close()
+        records = run_batch_sizes(options, scenarios, calibration, plan, partial / RECORDS, deadline=started + options.max_minutes * 60)
         times = Times(checks_s, calibration.seconds, plan.estimate_s, time.monotonic() - started)
-        run = AuditRun(options, target, calibration, plan, records, times, getattr(args, "argv", ()))
-        report = write_report(partial, run)
+        report = write_report(partial, AuditRun(options, target, calibration, plan, records, times, getattr(args, "argv", ())))
     for block in report["verdict"]:
         print(f"{block['heading']}:")
         for sentence in block["sentences"]:
@@ -97,7 +131,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     runs = report["runs"]
     print(
         f"{runs['ok']}/{runs['total']} runs ok, {runs['failed']} failed, {runs['skipped']} skipped; took "
-        f"{duration_text(time.monotonic() - started)} (estimate {duration_text(spent + plan.estimate_s)})"
+        f"{_minutes(time.monotonic() - started)} (estimate {_minutes(spent + plan.estimate_s)})"
     )
     print(f"report: {options.out / 'index.html'}")
     return 0

@@ -9,6 +9,11 @@ leaves goes to the others) and at least `MIN_ITERATIONS` (the time that takes be
 others). Where the time left cannot run every attack at `MIN_ITERATIONS`, the most expensive is not run at
 that batch size, with the reason, until the others fit.
 
+The batch sizes run one after another, and before each but the first, the budgets of those left are fitted
+again to the time then left, at the pace the audit has run so far (its measured seconds over the seconds
+the calibration predicted for the same work): a machine that turned busier, or attacks that ran faster than
+calibrated, move the later budgets rather than the end of the audit.
+
 Example:
     >>> plan = fit_plan(calibration, runs_per_pair=5, cases=5, available_s=1200.0)
     >>> plan.budgets[("dlg", 1)], plan.estimate_s
@@ -29,22 +34,36 @@ REPORT_RESERVE_S = 15.0  # the report: tables, a few plots, copying grids
 
 @dataclass
 class Plan:
+    """Budgets and what is not run, by (attack, batch size); the estimate of the work it plans; `refits`:
+    (batch size, pace) of every batch size whose budgets were fitted again before it ran (`adopt`)."""
+
     budgets: dict[tuple[str, int], int] = field(default_factory=dict)
     dropped: dict[tuple[str, int], str] = field(default_factory=dict)
     cases_s: float = 0.0
     runs_s: float = 0.0
     report_s: float = REPORT_RESERVE_S
+    refits: list[tuple[int, float]] = field(default_factory=list)
 
     @property
     def estimate_s(self) -> float:
         """Seconds the planned work should take from now: cases, runs and the report."""
         return self.cases_s + self.runs_s + self.report_s
 
+    def adopt(self, other: "Plan", batch_size: int, pace: float) -> None:
+        """Take `other`'s budgets (and what it leaves out) at `batch_size`, fitted at `pace`."""
+        for table in (self.budgets, self.dropped):
+            for key in [k for k in table if k[1] == batch_size]:
+                del table[key]
+        self.budgets.update({k: n for k, n in other.budgets.items() if k[1] == batch_size})
+        self.dropped.update({k: r for k, r in other.dropped.items() if k[1] == batch_size})
+        self.refits.append((batch_size, pace))
+
     def to_dict(self) -> dict:
         return {
             "budgets": [{"attack": a, "batch_size": b, "iterations": n} for (a, b), n in sorted(self.budgets.items())],
             "not_run": [{"attack": a, "batch_size": b, "reason": r} for (a, b), r in sorted(self.dropped.items())],
             "cases_s": self.cases_s, "runs_s": self.runs_s, "report_s": self.report_s, "estimate_s": self.estimate_s,
+            "refits": [{"batch_size": b, "pace": pace} for b, pace in self.refits],
         }  # fmt: skip
 
 
@@ -53,16 +72,22 @@ def _affordable(cost: AttackCost, seconds: float) -> int:
     return math.floor((seconds - cost.fixed_s - cost.score_s) / cost.per_iteration_s)
 
 
-def fit_plan(calibration: Calibration, runs_per_pair: int, cases: int, available_s: float, spent_s: float = 0.0) -> Plan:
+def fit_plan(
+    calibration: Calibration, runs_per_pair: int, cases: int, available_s: float, spent_s: float = 0.0, strict: bool = True
+) -> Plan:
     """Budgets for every calibrated (attack, batch size) within `available_s` seconds (module docstring).
 
     `runs_per_pair`: the runs of one attack at one batch size (cases x defenses); `cases` per (batch size,
     defense); `spent_s` what the audit took so far. Too little time for the cases themselves, or for any
-    attack at all, is one line (BenchError) naming the minutes that would do.
+    attack at all, is one line (BenchError) naming the minutes that would do; with `strict` off (a refit in
+    the middle of an audit) every attack is then left out, with the reason.
     """
     plan = Plan(cases_s=cases * sum(calibration.case_s.values()))
     left = available_s - plan.cases_s - plan.report_s
     needed = plan.cases_s + plan.report_s + sum(runs_per_pair * c.seconds(MIN_ITERATIONS) for c in calibration.costs.values())
+    if not strict and (left <= 0 or not _fits_any(calibration, runs_per_pair, left)):
+        plan.dropped = {k: "no time left for it at the pace the audit ran so far" for k in calibration.costs}
+        return plan
     if left <= 0 or (calibration.costs and not _fits_any(calibration, runs_per_pair, left)):
         raise BenchError(
             f"--max-minutes leaves {max(available_s, 0) / 60:.1f} min after the calibration; the cases alone take "
@@ -107,3 +132,10 @@ def not_run(calibration: Calibration, plan: Plan) -> list[str]:
         where = "; ".join(f"{', '.join(names)} at B = {', '.join(map(str, sizes))}" for sizes, names in by_sizes.items())
         lines.append(f"{where}: {reason}")
     return lines
+
+
+def planned_seconds(calibration: Calibration, plan: Plan, batch_size: int, runs_per_pair: int, cases: int) -> float:
+    """What the plan's work at one batch size should take at the calibrated pace: its cases and its runs."""
+    cases_s = cases * sum(s for (b, _), s in calibration.case_s.items() if b == batch_size)
+    runs = sum(runs_per_pair * calibration.costs[k].seconds(n) for k, n in plan.budgets.items() if k[1] == batch_size)
+    return cases_s + runs

@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -63,11 +62,6 @@ class Target:
     @property
     def images(self) -> int:
         return sum(self.class_counts)
-
-    @property
-    def class_frequencies(self) -> np.ndarray:
-        counts = np.asarray(self.class_counts, dtype=np.float64)
-        return counts / counts.sum()
 
     def to_dict(self) -> dict:
         return {
@@ -208,11 +202,3 @@ def checked_scenarios(options: AuditOptions, target: Target) -> dict[tuple[int, 
             batch = sample_batch(data, b, target.repetition[b], seed, target.num_classes)
             load_batch(data, batch, options.image_size)
     return scenarios
-
-
-def display_path(path: Path) -> str:
-    """A path as the user wrote it, or relative to the working folder where shorter."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)

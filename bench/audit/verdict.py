@@ -17,7 +17,6 @@ import math
 from collections.abc import Mapping, Sequence
 
 from bench.audit.findings import Finding, Leak
-from bench.leaderboard.stats import CellStats
 
 Sentences = list[tuple[str, bool]]  # (sentence, whether it reports a leak)
 
