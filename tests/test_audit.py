@@ -206,6 +206,7 @@ def test_budgets_and_timing_are_recorded(report: Path):
     reasons = {(e["attack"], e["batch_size"]): e["reason"] for e in data["calibration"]["excluded"]}
     assert "at most 1" in reasons[("idlg", 2)] and "BN statistics" in reasons[("gradinversion", 1)]
     assert data["times"]["wall_s"] > 0 and data["plan"]["estimate_s"] > 0
+    assert [r["batch_size"] for r in data["plan"]["refits"]] == [2]  # B = 2's budgets fitted after B = 1 ran
 
 
 def test_an_interrupted_audit_leaves_the_earlier_report_whole(report: Path, monkeypatch, capsys):
@@ -312,6 +313,20 @@ def test_budgets_share_the_time_equally_between_the_minimum_and_the_paper_and_dr
     assert plan.budgets == {("mid", 1): 76, ("slow", 1): MIN_ITERATIONS}
     with pytest.raises(BenchError, match="ask for at least"):
         fit_plan(calibration, runs_per_pair=5, cases=5, available_s=24.0)  # 4 s left after the cases and report
+
+
+def test_a_refit_scales_the_costs_by_the_pace_and_never_refuses():
+    calibration = Calibration(costs={("mid", 1): _cost(0.05, paper=None), ("mid", 8): _cost(0.5, paper=None)},
+                              case_s={(1, "none"): 2.0, (8, "none"): 4.0})  # fmt: skip
+    later = calibration.part([8], pace=2.0)
+    assert list(later.costs) == [("mid", 8)] and later.costs[("mid", 8)].per_iteration_s == 1.0 and later.case_s == {(8, "none"): 8.0}
+    plan = fit_plan(calibration, runs_per_pair=5, cases=5, available_s=500.0)
+    refit = fit_plan(later, runs_per_pair=5, cases=5, available_s=300.0, strict=False)
+    assert refit.budgets[("mid", 8)] == math.floor(((300.0 - 40.0 - 15.0) / 5 - 1.2) / 1.0)
+    plan.adopt(refit, 8, 2.0)
+    assert plan.budgets[("mid", 8)] == refit.budgets[("mid", 8)] and plan.refits == [(8, 2.0)]
+    late = fit_plan(later, runs_per_pair=5, cases=5, available_s=10.0, strict=False)
+    assert not late.budgets and "no time left" in late.dropped[("mid", 8)]
 
 
 def test_calibration_fit_is_never_negative():
