@@ -24,7 +24,7 @@ from bench.audit.calibrate import AttackCost, Calibration, fit_line
 from bench.audit.findings import Finding, Leak
 from bench.audit.folder import check_report_folder, report_folder
 from bench.audit.guess import expected_accuracy, prior_guess
-from bench.audit.plan import MIN_ITERATIONS, fit_plan
+from bench.audit.plan import MIN_ITERATIONS, Pace, fit_plan
 from bench.audit.target import natural_repetition
 from bench.audit.verdict import sentence
 from bench.cli import main
@@ -318,15 +318,26 @@ def test_budgets_share_the_time_equally_between_the_minimum_and_the_paper_and_dr
 def test_a_refit_scales_the_costs_by_the_pace_and_never_refuses():
     calibration = Calibration(costs={("mid", 1): _cost(0.05, paper=None), ("mid", 8): _cost(0.5, paper=None)},
                               case_s={(1, "none"): 2.0, (8, "none"): 4.0})  # fmt: skip
-    later = calibration.part([8], pace=2.0)
+    later = calibration.part([8], {"mid": 2.0, "cases": 2.0})
     assert list(later.costs) == [("mid", 8)] and later.costs[("mid", 8)].per_iteration_s == 1.0 and later.case_s == {(8, "none"): 8.0}
     plan = fit_plan(calibration, runs_per_pair=5, cases=5, available_s=500.0)
     refit = fit_plan(later, runs_per_pair=5, cases=5, available_s=300.0, strict=False)
     assert refit.budgets[("mid", 8)] == math.floor(((300.0 - 40.0 - 15.0) / 5 - 1.2) / 1.0)
-    plan.adopt(refit, 8, 2.0)
-    assert plan.budgets[("mid", 8)] == refit.budgets[("mid", 8)] and plan.refits == [(8, 2.0)]
+    plan.adopt(refit, 8, {"mid": 2.0})
+    assert plan.budgets[("mid", 8)] == refit.budgets[("mid", 8)] and plan.refits == [(8, {"mid": 2.0})]
     late = fit_plan(later, runs_per_pair=5, cases=5, available_s=10.0, strict=False)
     assert not late.budgets and "no time left" in late.dropped[("mid", 8)]
+
+
+def test_pace_is_measured_against_predicted_time_per_attack():
+    pace = Pace()
+    pace.add("dlg", 10.0, 40.0)  # converged early: that may not repeat, and the time left says what it saved
+    pace.add("inverting-gradients", 60.0, 40.0)  # slower than its first iterations
+    pace.add("cases", 100.0, 1.0)  # beyond the limit: a measuring accident
+    assert pace.paces(["dlg", "inverting-gradients", "cases", "gradinversion"]) == {
+        "dlg": 1.0, "inverting-gradients": 1.5, "cases": 4.0, "gradinversion": 170.0 / 81.0,
+    }  # fmt: skip
+    assert Pace().paces(["dlg"]) == {"dlg": 1.0}
 
 
 def test_calibration_fit_is_never_negative():

@@ -32,6 +32,7 @@ from bench.runner import pay_lazy_imports
 from bench.scenario import Scenario
 
 BUDGETS = (1, 4)  # iterations of the two timed runs of each attack
+CASES = "cases"  # the key of the cases' own work (client, floors, label methods) among paces
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,14 @@ class Calibration:
     case_s: dict[tuple[int, str], float] = field(default_factory=dict)
     seconds: float = 0.0
 
-    def part(self, batch_sizes: Collection[int], pace: float = 1.0) -> "Calibration":
-        """The calibration of these batch sizes only, every time multiplied by `pace`."""
+    def part(self, batch_sizes: Collection[int], paces: Mapping[str, float] | None = None) -> "Calibration":
+        """The calibration of these batch sizes only, each attack's times multiplied by its pace in `paces`
+        and the cases' by `paces[CASES]` (1 where none is given)."""
+        paces = paces or {}
         return Calibration(
-            {k: c.at_pace(pace) for k, c in self.costs.items() if k[1] in batch_sizes},
+            {k: c.at_pace(paces.get(k[0], 1.0)) for k, c in self.costs.items() if k[1] in batch_sizes},
             {k: r for k, r in self.excluded.items() if k[1] in batch_sizes},
-            {k: s * pace for k, s in self.case_s.items() if k[0] in batch_sizes},
+            {k: s * paces.get(CASES, 1.0) for k, s in self.case_s.items() if k[0] in batch_sizes},
             self.seconds,
         )
 

@@ -18,10 +18,10 @@ import argparse
 import time
 from pathlib import Path
 
-from bench.audit.calibrate import Calibration, calibrate
+from bench.audit.calibrate import CASES, Calibration, calibrate
 from bench.audit.folder import RECORDS, check_report_folder, report_folder
 from bench.audit.options import AuditOptions
-from bench.audit.plan import Plan, fit_plan, not_run, planned_seconds
+from bench.audit.plan import Pace, Plan, fit_plan, not_run
 from bench.audit.report import AuditRun, Times, write_report
 from bench.audit.target import Target, checked_scenarios, inspect_target
 from bench.labels import LABELS, load_methods
@@ -43,9 +43,6 @@ def audit_cells(options: AuditOptions, scenarios: dict[tuple[int, str, int], Sce
     return cells
 
 
-PACE_LIMITS = (0.25, 4.0)  # a pace outside is a measuring accident, not the machine
-
-
 def run_batch_sizes(
     options: AuditOptions, scenarios: dict[tuple[int, str, int], Scenario], calibration: Calibration, plan: Plan,
     folder: Path, deadline: float,
@@ -55,24 +52,40 @@ def run_batch_sizes(
     runs_per_pair = options.cases * len(options.defenses)
     progress = Progress(len(audit_cells(options, scenarios, plan.budgets)))
     records: list[Record] = []
-    measured = predicted = 0.0
+    pace = Pace()
     try:
         for i, b in enumerate(options.batch_sizes):
             if i:
-                pace = min(max(measured / predicted, PACE_LIMITS[0]), PACE_LIMITS[1]) if predicted > 0 else 1.0
-                rest = calibration.part(options.batch_sizes[i:], pace)
-                plan.adopt(fit_plan(rest, runs_per_pair, options.cases, deadline - time.monotonic(), strict=False), b, pace)
-                print(f"B = {b}: the audit ran at {pace:.2f}x the calibrated time so far; {_budgets_text(plan, b)}", flush=True)
+                paces = pace.paces([*options.attacks, CASES])
+                rest = calibration.part(options.batch_sizes[i:], paces)
+                plan.adopt(fit_plan(rest, runs_per_pair, options.cases, deadline - time.monotonic(), strict=False), b, paces)
+                shown = ", ".join(f"{n} {p:.2f}x" for n, p in sorted(paces.items()) if n == CASES or (n, b) in plan.budgets)
+                print(f"B = {b}: time taken so far against the calibration's: {shown}; {_budgets_text(plan, b)}", flush=True)
             cells = audit_cells(options, {k: s for k, s in scenarios.items() if k[0] == b}, plan.budgets)
-            progress.sweep.total = progress.sweep.n + len(cells) + len(audit_cells(
-                options, {k: s for k, s in scenarios.items() if k[0] > b}, plan.budgets))  # fmt: skip
+            later = audit_cells(options, {k: s for k, s in scenarios.items() if k[0] > b}, plan.budgets)
+            progress.sweep.total = progress.sweep.n + len(cells) + len(later)
             start = time.monotonic()
-            records += run_cells(cells, folder, RunOptions(device=options.device), progress)
-            measured += time.monotonic() - start
-            predicted += planned_seconds(calibration, plan, b, runs_per_pair, options.cases)
+            done = run_cells(cells, folder, RunOptions(device=options.device), progress)
+            _measure(pace, done, time.monotonic() - start, calibration, plan, b, options)
+            records += done
     finally:
         progress.close()
     return records
+
+
+def _measure(pace: Pace, done: list[Record], seconds: float, calibration: Calibration, plan: Plan, b: int, options: AuditOptions) -> None:
+    """Add one batch size's work to `pace`: each attack's runs (its own time and scoring) against their
+    calibrated cost, and the rest of the time (clients, floors, label methods) against the cases' cost."""
+    attacks_s = 0.0
+    for attack in options.attacks:
+        if (attack, b) not in plan.budgets:
+            continue
+        runs = [r for r in done if r.config.get("attack") == attack]
+        measured = sum(float(r.cost.get("wall_s", 0.0)) + float(r.cost.get("score_s", 0.0)) for r in runs if r.cost)
+        pace.add(attack, measured, len(runs) * calibration.costs[(attack, b)].seconds(plan.budgets[(attack, b)]))
+        attacks_s += measured
+    cases = options.cases * sum(s for (bb, _), s in calibration.case_s.items() if bb == b)
+    pace.add(CASES, max(seconds - attacks_s, 0.0), cases)
 
 
 def _describe(options: AuditOptions, target: Target) -> str:

@@ -10,9 +10,10 @@ others). Where the time left cannot run every attack at `MIN_ITERATIONS`, the mo
 that batch size, with the reason, until the others fit.
 
 The batch sizes run one after another, and before each but the first, the budgets of those left are fitted
-again to the time then left, at the pace the audit has run so far (its measured seconds over the seconds
-the calibration predicted for the same work): a machine that turned busier, or attacks that ran faster than
-calibrated, move the later budgets rather than the end of the audit.
+again to the time then left, at the pace each attack (and the cases' own work) has run so far: its measured
+seconds over the seconds the calibration predicted for the same work (`Pace`, at least 1). A machine that
+turned busier, or an attack slower than its first iterations, shrinks the later budgets rather than delaying
+the end of the audit; time saved (an optimiser that stopped early) goes to the later batch sizes.
 
 Example:
     >>> plan = fit_plan(calibration, runs_per_pair=5, cases=5, available_s=1200.0)
@@ -23,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from bench.audit.calibrate import AttackCost, Calibration
@@ -35,35 +37,35 @@ REPORT_RESERVE_S = 15.0  # the report: tables, a few plots, copying grids
 @dataclass
 class Plan:
     """Budgets and what is not run, by (attack, batch size); the estimate of the work it plans; `refits`:
-    (batch size, pace) of every batch size whose budgets were fitted again before it ran (`adopt`)."""
+    (batch size, paces) of every batch size whose budgets were fitted again before it ran (`adopt`)."""
 
     budgets: dict[tuple[str, int], int] = field(default_factory=dict)
     dropped: dict[tuple[str, int], str] = field(default_factory=dict)
     cases_s: float = 0.0
     runs_s: float = 0.0
     report_s: float = REPORT_RESERVE_S
-    refits: list[tuple[int, float]] = field(default_factory=list)
+    refits: list[tuple[int, dict[str, float]]] = field(default_factory=list)
 
     @property
     def estimate_s(self) -> float:
         """Seconds the planned work should take from now: cases, runs and the report."""
         return self.cases_s + self.runs_s + self.report_s
 
-    def adopt(self, other: "Plan", batch_size: int, pace: float) -> None:
-        """Take `other`'s budgets (and what it leaves out) at `batch_size`, fitted at `pace`."""
+    def adopt(self, other: "Plan", batch_size: int, paces: dict[str, float]) -> None:
+        """Take `other`'s budgets (and what it leaves out) at `batch_size`, fitted at `paces` (Pace)."""
         for table in (self.budgets, self.dropped):
             for key in [k for k in table if k[1] == batch_size]:
                 del table[key]
         self.budgets.update({k: n for k, n in other.budgets.items() if k[1] == batch_size})
         self.dropped.update({k: r for k, r in other.dropped.items() if k[1] == batch_size})
-        self.refits.append((batch_size, pace))
+        self.refits.append((batch_size, dict(paces)))
 
     def to_dict(self) -> dict:
         return {
             "budgets": [{"attack": a, "batch_size": b, "iterations": n} for (a, b), n in sorted(self.budgets.items())],
             "not_run": [{"attack": a, "batch_size": b, "reason": r} for (a, b), r in sorted(self.dropped.items())],
             "cases_s": self.cases_s, "runs_s": self.runs_s, "report_s": self.report_s, "estimate_s": self.estimate_s,
-            "refits": [{"batch_size": b, "pace": pace} for b, pace in self.refits],
+            "refits": [{"batch_size": b, "paces": paces} for b, paces in self.refits],
         }  # fmt: skip
 
 
@@ -134,8 +136,28 @@ def not_run(calibration: Calibration, plan: Plan) -> list[str]:
     return lines
 
 
-def planned_seconds(calibration: Calibration, plan: Plan, batch_size: int, runs_per_pair: int, cases: int) -> float:
-    """What the plan's work at one batch size should take at the calibrated pace: its cases and its runs."""
-    cases_s = cases * sum(s for (b, _), s in calibration.case_s.items() if b == batch_size)
-    runs = sum(runs_per_pair * calibration.costs[k].seconds(n) for k, n in plan.budgets.items() if k[1] == batch_size)
-    return cases_s + runs
+class Pace:
+    """How long the audit's work took against what the calibration predicted for it, per attack and for the
+    cases (`CASES`): measured and predicted seconds, summed over the batch sizes run so far."""
+
+    # Never below 1: work that ran faster than calibrated (an optimiser that stopped early) may not do so at the
+    # next batch size, and the time it saved reaches the batch sizes left anyway, through the time left. Above
+    # 4 is a measuring accident, not the machine.
+    LIMITS = (1.0, 4.0)
+
+    def __init__(self) -> None:
+        self.measured: dict[str, float] = {}
+        self.predicted: dict[str, float] = {}
+
+    def add(self, name: str, measured: float, predicted: float) -> None:
+        self.measured[name] = self.measured.get(name, 0.0) + measured
+        self.predicted[name] = self.predicted.get(name, 0.0) + predicted
+
+    def paces(self, names: Iterable[str]) -> dict[str, float]:
+        """measured / predicted for each of `names` (within LIMITS); a name not run yet gets the pace of all the
+        work so far, and 1 before any."""
+        low, high = self.LIMITS
+        total = sum(self.predicted.values())
+        overall = sum(self.measured.values()) / total if total > 0 else 1.0
+        ratio = {n: self.measured[n] / p for n, p in self.predicted.items() if p > 0}
+        return {n: min(max(ratio.get(n, overall), low), high) for n in names}

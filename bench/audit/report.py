@@ -309,8 +309,8 @@ def _timing(run: AuditRun) -> list[tuple[str, str]]:
         ("checks of the model and data", f"{t.checks_s:.1f} s"),
         ("calibration", f"{t.calibration_s:.1f} s: each attack at {', '.join(str(b) for b in (1, 4))} iterations on the first case of each B"),
         ("estimate before the runs", f"{planned / 60:.1f} min in all"),
-        *[(f"budgets at B = {b}", f"fitted again to the time left, the audit having run at {pace:.2f}x the calibrated time so far")
-          for b, pace in run.plan.refits],
+        *[(f"budgets at B = {b}", "fitted again to the time left; time taken so far against the calibration's: "
+           + ", ".join(f"{n} {p:.2f}x" for n, p in sorted(paces.items()))) for b, paces in run.plan.refits],
         ("measured", f"{t.wall_s / 60:.1f} min from the start to the end of the runs (rendering this report not included)"),
     ]  # fmt: skip
 
