@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_audit import run_audit
-from tests.test_site_browser import _broken_images, _console_errors, _save_page, browser, screenshots  # noqa: F401
+from tests.test_site_browser import _broken_images, _console_errors, _save_page, _wait_loaded, browser, screenshots  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
@@ -28,7 +28,7 @@ def report(request, tmp_path_factory) -> Path:
 
 def test_report_opens_with_the_verdict_on_the_first_screen(browser, screenshots, report: Path):  # noqa: F811
     browser.get((report / "index.html").as_uri())
-    assert browser.execute_script("return document.readyState") == "complete"
+    _wait_loaded(browser)
     assert _console_errors(browser) == []
     assert browser.execute_script("return document.images.length") > 0 and _broken_images(browser) == []
     verdict = browser.find_element("id", "verdict")
