@@ -323,8 +323,8 @@ def test_a_refit_scales_the_costs_by_the_pace_and_never_refuses():
     plan = fit_plan(calibration, runs_per_pair=5, cases=5, available_s=500.0)
     refit = fit_plan(later, runs_per_pair=5, cases=5, available_s=300.0, strict=False)
     assert refit.budgets[("mid", 8)] == math.floor(((300.0 - 40.0 - 15.0) / 5 - 1.2) / 1.0)
-    plan.adopt(refit, 8, {"mid": 2.0})
-    assert plan.budgets[("mid", 8)] == refit.budgets[("mid", 8)] and plan.refits == [(8, {"mid": 2.0})]
+    plan.adopt(refit, 8, {"mid": 2.0, "cases": 2.0, "other": 3.0})
+    assert plan.budgets[("mid", 8)] == refit.budgets[("mid", 8)] and plan.refits == [(8, {"mid": 2.0, "cases": 2.0})]
     late = fit_plan(later, runs_per_pair=5, cases=5, available_s=10.0, strict=False)
     assert not late.budgets and "no time left" in late.dropped[("mid", 8)]
 

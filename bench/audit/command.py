@@ -59,7 +59,7 @@ def run_batch_sizes(
                 paces = pace.paces([*options.attacks, CASES])
                 rest = calibration.part(options.batch_sizes[i:], paces)
                 plan.adopt(fit_plan(rest, runs_per_pair, options.cases, deadline - time.monotonic(), strict=False), b, paces)
-                shown = ", ".join(f"{n} {p:.2f}x" for n, p in sorted(paces.items()) if n == CASES or (n, b) in plan.budgets)
+                shown = ", ".join(f"{n} {p:.2f}x" for n, p in sorted(plan.refits[-1][1].items()))
                 print(f"B = {b}: time taken so far against the calibration's: {shown}; {_budgets_text(plan, b)}", flush=True)
             cells = audit_cells(options, {k: s for k, s in scenarios.items() if k[0] == b}, plan.budgets)
             later = audit_cells(options, {k: s for k, s in scenarios.items() if k[0] > b}, plan.budgets)

@@ -27,7 +27,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from bench.audit.calibrate import AttackCost, Calibration
+from bench.audit.calibrate import CASES, AttackCost, Calibration
 from bench.errors import BenchError
 
 MIN_ITERATIONS = 10
@@ -52,13 +52,14 @@ class Plan:
         return self.cases_s + self.runs_s + self.report_s
 
     def adopt(self, other: "Plan", batch_size: int, paces: dict[str, float]) -> None:
-        """Take `other`'s budgets (and what it leaves out) at `batch_size`, fitted at `paces` (Pace)."""
+        """Take `other`'s budgets (and what it leaves out) at `batch_size`, fitted at `paces` (Pace; kept for
+        the cases and the attacks that run there)."""
         for table in (self.budgets, self.dropped):
             for key in [k for k in table if k[1] == batch_size]:
                 del table[key]
         self.budgets.update({k: n for k, n in other.budgets.items() if k[1] == batch_size})
         self.dropped.update({k: r for k, r in other.dropped.items() if k[1] == batch_size})
-        self.refits.append((batch_size, dict(paces)))
+        self.refits.append((batch_size, {n: p for n, p in paces.items() if n == CASES or (n, batch_size) in self.budgets}))
 
     def to_dict(self) -> dict:
         return {
