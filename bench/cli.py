@@ -1,4 +1,4 @@
-"""Command line: `python -m bench run|ls|case|leaderboard|claims|check ...` (the `bench` console script is the same)."""
+"""Command line: `python -m bench run|ls|case|leaderboard|claims|audit|check ...` (the `bench` console script is the same)."""
 
 from __future__ import annotations
 
@@ -186,6 +186,27 @@ def build_parser() -> argparse.ArgumentParser:
     claims.add_argument("--board", default="leaderboard", help="folder holding records/ (default: leaderboard)")
     claims.add_argument("--out", help="file to write (default: stdout)")
 
+    audit = sub.add_parser("audit", help="does my federated deployment leak? attack your own model on your own images")
+    audit.add_argument("--model", required=True, help="your model: path/to/file.py:ClassName (an nn.Module subclass)")
+    audit.add_argument("--model-args", default="{}", help="JSON object of the class's keyword arguments, e.g. '{\"num_classes\": 10}'")
+    audit.add_argument("--weights", help="your model's weights: .safetensors or a PyTorch state dict (read with weights_only)")
+    audit.add_argument("--data", required=True, help="folder of your images, one sub-folder per class (.png, .jpg)")
+    audit.add_argument("--normalization", default="data", help="data (the images' own mean and std, default), imagenet, or <mean>/<std> per channel, e.g. 0.5,0.5,0.5/0.25,0.25,0.25")
+    audit.add_argument("--image-size", type=_at_least(1), default=32, help="square size the images are served at (default 32)")
+    audit.add_argument("--batch-sizes", type=_values, default=[1, 8, 32], help="client batch sizes to audit (default 1,8,32)")
+    audit.add_argument("--cases", type=_at_least(2), default=5, help="client batches per batch size (seeds; default 5): the evidence of every verdict")
+    audit.add_argument("--local-steps", type=_at_least(1), default=1, help="local SGD steps per update: 1 = FedSGD (default), n > 1 = FedAvg")
+    audit.add_argument("--local-batch-size", type=_at_least(1), help="FedAvg minibatch (default: the client's whole batch)")
+    audit.add_argument("--local-lr", type=_positive_number, default=1e-4, help="FedAvg learning rate (default 1e-4)")
+    audit.add_argument("--defenses", type=_defenses, default=[], help="defenses to compare with none, e.g. 'dp(clip=1, sigma=0.5),prune(0.9)' (bench ls defenses)")
+    audit.add_argument("--labels", choices=("unknown", "known"), default="unknown", help="does the server know the labels? (default unknown)")
+    audit.add_argument("--bn-stats", choices=("auto", "none", "running", "exact"), default="auto", help="BN statistics the server has (auto: running with BN layers, else none)")
+    audit.add_argument("--bn-mode", choices=("train", "eval"), default="train", help="the client's BN mode (default train; DP-SGD needs eval)")
+    audit.add_argument("--attacks", type=_names, help="attacks to try (default: dlg, idlg, inverting-gradients, gradinversion, e2egi-no-mlco, e2egi)")
+    audit.add_argument("--max-minutes", type=_positive_number, default=20.0, help="wall time the whole audit may take (default 20)")
+    audit.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    audit.add_argument("--out", required=True, help="folder for the report (index.html, report.json, records/); written when complete")
+
     check = sub.add_parser("check", help="regression gate: a small deterministic suite against committed references")
     check.add_argument("--update", action="store_true", help="rewrite the reference values from the current code")
     check.add_argument("--only", type=_names, help="restrict to these attacks / label methods")
@@ -211,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.plugins import load_plugins
 
         load_plugins()
+        if args.command == "audit":
+            from bench.audit.command import cmd_audit
+
+            return cmd_audit(args)
         from bench import commands
 
         return getattr(commands, f"cmd_{args.command}")(args)

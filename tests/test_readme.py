@@ -31,6 +31,7 @@ SCALE = [
     (r"bench run .*--models resnet18", ["--budget", "1", "--seeds", "0", "--batch-sizes", "2", "--image-size", "16"]),
     (r"bench run", ["--budget", "1", "--seeds", "0"]),
     (r"bench check", ["--only", "noise,llg"]),
+    (r"bench audit", ["--max-minutes", "0.75", "--cases", "2", "--batch-sizes", "2"]),
 ]
 PLUGIN = ROOT / "tests" / "plugin"  # the README's example plugin, run from a folder holding tests/plugin
 
@@ -76,10 +77,15 @@ def test_ci_runs_the_readme_commands():
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
-    """One folder for every command, so later commands find what earlier ones wrote (runs/, cases/)."""
+    """One folder for every command, so later commands find what earlier ones wrote (runs/, cases/), with
+    the user's files the README names: my_sweep.yaml, my_model.py (as the README shows it), my_images/."""
+    from tests.test_audit import write_images
+
     folder = tmp_path_factory.mktemp("readme")
     (folder / "my_sweep.yaml").write_text(readme_block("yaml", "# my_sweep.yaml"))
     shutil.copytree(PLUGIN, folder / "tests" / "plugin", ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "my_model.py").write_text(readme_block("python", "# my_model.py"))
+    write_images(folder / "my_images")
     return folder
 
 
