@@ -27,11 +27,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.attack import Attack, create_attack
+from bench.attack import Attack, attack_config, attack_from_config
 from bench.case import Case
 from bench.compute import FlopMeter, metering
 from bench.errors import BenchError
@@ -63,12 +64,13 @@ def _case_key(case: Case) -> tuple:
 
 
 def plan_budget(
-    name: str, case: Case, flops: int, device: torch.device | str = "cpu", seed: int = 0, options: dict | None = None
+    name: str, case: Case, flops: int, device: torch.device | str = "cpu", seed: int = 0, config: Any = None
 ) -> ComputePlan:
-    """The largest iteration budget at which attack `name` spends at most `flops` FLOPs on `case`."""
-    options = dict(options or {})
-    attack = create_attack(name, device=device, **options)
-    key = (name, repr(attack.config), _case_key(case), torch.device(device).type, flops)
+    """The largest iteration budget at which attack `name` (with its resolved `config`, by default its
+    registered one) spends at most `flops` FLOPs on `case`."""
+    config = attack_config(name) if config is None else config
+    attack = attack_from_config(name, config, device)
+    key = (name, repr(config), _case_key(case), torch.device(device).type, flops)
     if key in _plans:
         _plans.move_to_end(key)
         return _plans[key]
@@ -77,7 +79,7 @@ def plan_budget(
 
     def cost(budget: int) -> int:
         if budget not in counted:
-            counted[budget] = _flops_at(lambda: create_attack(name, device=device, **options), case, budget, seed)
+            counted[budget] = _flops_at(lambda: attack_from_config(name, config, device), case, budget, seed)
         return counted[budget]
 
     budget = _search(cost, flops, name, metered=attack.flops_metered)

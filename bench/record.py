@@ -37,6 +37,7 @@ class Record:
     cost: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
     error: str | None = None
+    traceback: str | None = None  # the failure's full traceback (failed runs; absent in older records)
     update: dict = field(default_factory=dict)  # the shared update's facts (bench.client); absent in older records
     trace: list = field(default_factory=list)  # quality against compute (bench.trace); absent in older records
     schema: int = RECORD_SCHEMA

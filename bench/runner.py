@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any, Callable
 
 import torch
 
-from bench.attack import Reconstruction, create_attack
+from bench.attack import Reconstruction, attack_from_config
 from bench.case import Case, Secret
 from bench.client import batch_facts, simulate
 from bench.compute import run_meter
@@ -49,10 +50,17 @@ class RunOptions:
     collective: Any = None
     shard_above: int | None = None
     wait_timeout_s: float = 24 * 3600.0
+    fail_fast: bool = False  # stop at the first failed run
 
 
 def _error_line(err: BaseException) -> str:
     return traceback.format_exception_only(type(err), err)[-1].strip()
+
+
+def _failed(err: BaseException, base: dict, stage: str = "") -> Record:
+    """A failed run's record: the exception's last line as `error`, its whole traceback as `traceback`."""
+    text = "".join(traceback.format_exception(err))
+    return Record(status="failed", error=stage + _error_line(err), traceback=text, **base)
 
 
 def _record_fields(cell: Cell, secret: Secret | None, options: RunOptions) -> dict:
@@ -81,7 +89,7 @@ def attack_case(
     called only once the attack is known to run on the case, so a case the attack skips costs no floors."""
     device = torch.device(options.device)
     base = _record_fields(cell, secret, options)
-    attack = create_attack(cell.attack, device=device, collective=options.collective)
+    attack = attack_from_config(cell.attack, cell.attack_config, device, options.collective)
     reason = attack.incompatibility(case)
     if reason:
         return Record(status="skipped", error=reason, **base), None
@@ -90,7 +98,9 @@ def attack_case(
         callback = progress.run_callback(cell) if progress else None
         pay_lazy_imports()
         floors()  # before the run: the trace's gains need them, and their time is not the attack's
-        plan = None if cell.flops is None else plan_budget(cell.attack, case, cell.flops, device, cell.scenario.seed)
+        plan = None if cell.flops is None else plan_budget(
+            cell.attack, case, cell.flops, device, cell.scenario.seed, cell.attack_config
+        )
         budget = cell.budget if plan is None else plan.budget
         with run_meter(attack.flops_metered, cell.flops) as meter:
             tracer = Tracer(secret, floors, options.metric, meter.spent, callback)
@@ -108,7 +118,7 @@ def attack_case(
     except Exception as err:  # a failing attack is a result, not a crash of the sweep
         if _world_size(options) > 1:
             raise  # the ranks' collectives no longer line up: stop, and let the launcher stop the others
-        return Record(status="failed", error=_error_line(err), **base), None
+        return _failed(err, base), None
     finally:
         if progress:
             progress.end_run()
@@ -158,7 +168,7 @@ def recover_case(cell: Cell, case: Case, secret: Secret, options: RunOptions, cl
             predicted = recover_labels(cell.label_method, case)
         scores = label_scores(secret.labels, predicted)
     except Exception as err:
-        return Record(status="failed", error=_error_line(err), **base)
+        return _failed(err, base)
     cost.update(iterations=0, client=client_cost)
     per_image = {"true_labels": secret.labels.tolist(), "predicted_labels": predicted.tolist()}
     return Record(status="ok", metrics=scores.to_dict(), per_image=per_image, cost=cost, **base)
@@ -195,8 +205,7 @@ def _run_one(cell: Cell, options: RunOptions, cache: dict, progress: Progress | 
     except Exception as err:  # the client itself failed (e.g. out of memory): a result for this cell
         if _world_size(options) > 1:
             raise
-        error = f"client simulation: {_error_line(err)}"
-        return Record(status="failed", error=error, **_record_fields(cell, None, options)), None, None
+        return _failed(err, _record_fields(cell, None, options), stage="client simulation: "), None, None
     case, secret, client_cost = cache["case"], cache["secret"], cache["client_cost"]
     if cell.label_method is not None:
         return recover_case(cell, case, secret, options, client_cost), None, secret
@@ -266,6 +275,11 @@ def run_cells(
             progress.cell_done(record)
         if on_record:
             on_record(record)
+        if options.fail_fast and record.status == "failed":
+            if world > 1:  # the other ranks are the launcher's to stop
+                print(record.traceback, file=sys.stderr, end="")
+                raise BenchError(f"{cell.method} failed, stopping (--fail-fast): {record.error}")
+            break
     if world > 1 and rank == 0:
         records.update(_collect_others(cells, records, out_dir, options, started))
     return [records[i] for i in sorted(records)]

@@ -8,16 +8,20 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from annotated_types import Ge, Gt
+from annotated_types import Ge, Gt, MinLen
 from pydantic import PlainValidator
 
+from bench.attack import attack_config, config_values
+from bench.defaults import DEFAULT_SCENARIO
 from bench.defenses import parse_defense
 from bench.errors import BenchError
 from bench.record import run_id
@@ -29,7 +33,8 @@ from bench.typed import Axis, Count, Name, NonNegative, Rate, Seed, check_fields
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 # Fields only one track reads: giving them to the other track is a mistake, not a no-op.
 TRACK_OF_FIELD = {
-    "attacks": "attacks", "budget": "attacks", "budgets": "attacks", "compute": "attacks", "label_methods": "labels",
+    "attacks": "attacks", "budget": "attacks", "budgets": "attacks", "attack_options": "attacks", "compute": "attacks",
+    "label_methods": "labels",
 }  # fmt: skip
 SWEEP_ONLY = ("name", "description", "track", "settings")  # fields a setting cannot change
 SETTING_NAMES = {"models", "datasets"}  # given on the command line, they name a setting of their own
@@ -71,6 +76,9 @@ Flops = Annotated[int | float | str, PlainValidator(flops_value)]
 class Sweep:
     """A grid. Every tuple field is one axis; `budget` caps every attack's iterations (None: the paper's);
     `budgets` overrides it per attack, with one budget or a list of them (one cell per budget).
+    `attack_options` maps an attack to fields of its Config ({dlg: {lr: 0.5}}), or to a list of such settings
+    (one cell per setting, like a list of budgets), checked against the Config's types
+    (`check_attack_options`); an attack not named keeps its registered settings.
 
     `model_options` maps a model name to its options ({convnet: {width: 8}}): a model not named keeps its
     builder's defaults. `infeasible`: "refuse" ends the sweep before any work when a cell's batch cannot be
@@ -84,6 +92,10 @@ class Sweep:
     iteration budget is derived from what its iterations cost on the cell's case; it replaces `budget(s)`.
     `settings` lists several settings in one sweep, each a mapping of the fields it changes (models,
     datasets, bn_mode, compute, ...): the sweep is the union of their grids (see `variants`).
+
+    The scenario's defaults are the one default scenario (bench.defaults): what `bench case make` simulates
+    without flags and what a sweep file leaves out. A sweep file may use the command line's names and values
+    (`labels: [known, unknown]`, `batch-sizes`).
     """
 
     name: str = "custom"
@@ -91,17 +103,18 @@ class Sweep:
     track: Literal["attacks", "labels"] = "attacks"
     attacks: Axis[Name] = ("all",)
     label_methods: Axis[Name] = ("all",)
-    models: Axis[Name] = ("convnet",)
-    datasets: Axis[Name] = ("embedded",)
+    models: Axis[Name] = (DEFAULT_SCENARIO["model"],)
+    datasets: Axis[Name] = (DEFAULT_SCENARIO["dataset"],)
     data_path: Name | None = None
-    image_size: Count = 32
-    batch_sizes: Axis[Count] = (4,)
-    repetitions: Axis[Rate] = (0.0,)
-    labels_known: Axis[bool] = (False,)
-    bn_stats: Axis[Literal["none", "running", "exact"]] = ("exact",)
-    seeds: Axis[Seed] = (0,)
+    image_size: Count = DEFAULT_SCENARIO["image_size"]
+    batch_sizes: Axis[Count] = (DEFAULT_SCENARIO["batch_size"],)
+    repetitions: Axis[Rate] = (DEFAULT_SCENARIO["repetition"],)
+    labels_known: Axis[bool] = (DEFAULT_SCENARIO["labels"] == "known",)
+    bn_stats: Axis[Literal["none", "running", "exact"]] = (DEFAULT_SCENARIO["bn_stats"],)
+    seeds: Axis[Seed] = (DEFAULT_SCENARIO["seed"],)
     budget: Count | None = None
     budgets: dict[str, Budgets] = field(default_factory=dict)
+    attack_options: dict[Name, dict[Name, Any] | Annotated[list[dict[Name, Any]], MinLen(1)]] = field(default_factory=dict)
     label_source: Literal["dataset", "model"] = "dataset"
     bn_mode: Literal["train", "eval"] = "train"
     num_classes: Annotated[int, Ge(2)] | None = None  # one class: the loss and every gradient are zero
@@ -137,6 +150,11 @@ class Sweep:
         given = self.budgets.get(attack, self.budget)
         return list(given) if isinstance(given, (list, tuple)) else [given]
 
+    def attack_options_for(self, attack: str) -> list[dict[str, Any]]:
+        """The settings `attack` runs with: each a mapping of Config fields ({} for an attack not named)."""
+        given = self.attack_options.get(attack, {})
+        return [dict(options) for options in given] if isinstance(given, list) else [dict(given)]
+
     def options_for(self, model: str) -> dict[str, Any]:
         """The options written for `model` (none for a model the sweep does not name)."""
         return dict(self.model_options.get(model, {}))
@@ -146,6 +164,8 @@ class Sweep:
 class Cell:
     """One run of the sweep: an attack with a budget, or a label-recovery method, on a scenario.
 
+    `options` are fields of the attack's Config given by the sweep; the run's configuration holds the whole
+    resolved Config (defaults included, `attack_options`), so a changed setting is another run.
     `skip` (not part of the run's configuration) is why the cell cannot run, when the sweep skips such cells.
     """
 
@@ -154,13 +174,25 @@ class Cell:
     budget: int | None = None
     label_method: str | None = None
     skip: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
     flops: int | None = None  # the run's compute budget in FLOPs (the iteration budget is derived from it)
 
     def config(self) -> dict:
         if self.label_method is not None:
             return {"scenario": self.scenario.to_dict(), "label_method": self.label_method}
-        config = {"scenario": self.scenario.to_dict(), "attack": self.attack, "budget": self.budget}
+        config = {"scenario": self.scenario.to_dict(), "attack": self.attack, "budget": self.budget,
+                  "attack_options": self.resolved_options}
         return config if self.flops is None else {**config, "flops": self.flops}
+
+    @functools.cached_property
+    def attack_config(self) -> Any:
+        """The attack's Config: its defaults with the variant's and the sweep's settings (bench.attack)."""
+        return attack_config(self.attack, self.options)
+
+    @property
+    def resolved_options(self) -> dict[str, Any]:
+        """The attack's whole Config as JSON values, as the run's configuration holds it."""
+        return config_values(self.attack_config)
 
     @property
     def method(self) -> str:
@@ -217,16 +249,52 @@ def _check_track(sweep: Sweep, given: dict[str, Any]) -> None:
         raise BenchError(f"{', '.join(wrong)}: for the {track} track only; this sweep runs the {sweep.track} track")
 
 
+# The command line's names for Sweep fields named otherwise, and its words for their values.
+FLAG_NAMES = {"labels": "labels_known"}
+LABEL_WORDS = {"known": True, "unknown": False}
+
+
+def labels_known_values(values: Any) -> list:
+    """`labels` as the command line writes them (known, unknown) as the booleans of `labels_known`."""
+    words = values if isinstance(values, (list, tuple)) else [values]
+    for word in words:
+        if isinstance(word, str) and word.lower() not in LABEL_WORDS:
+            raise BenchError(f"labels: expected known or unknown, got {word!r}")
+    return [LABEL_WORDS[v.lower()] if isinstance(v, str) else v for v in words]
+
+
+def _field_names(data: dict, source: str) -> dict[str, Any]:
+    """A sweep file's keys as Sweep fields: the flags' names (`labels`, `batch-sizes`) are read too."""
+    values: dict[str, Any] = {}
+    keys: dict[str, str] = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        name = FLAG_NAMES.get(name, name)
+        if name in values:
+            raise BenchError(f"{source}: {keys[name]} and {key} set the same field; give one of them")
+        keys[name] = str(key)
+        try:
+            values[name] = labels_known_values(value) if name == "labels_known" else value
+        except BenchError as err:
+            raise BenchError(f"{source}: {err}") from None
+    return values
+
+
 def sweep_from_dict(data: dict, source: str) -> Sweep:
     if not isinstance(data, dict):
         raise BenchError(f"{source}: a sweep must be a mapping of field: value")
+    data = _field_names(data, source)
     known = {f.name for f in dataclasses.fields(Sweep)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise BenchError(f"{source}: unknown sweep field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        names = sorted(known - set(FLAG_NAMES.values()) | set(FLAG_NAMES))
+        raise BenchError(f"{source}: unknown sweep field(s) {', '.join(unknown)}; known: {', '.join(names)}")
     values = _as_fields(data)
-    if isinstance(values.get("settings"), list):
-        values["settings"] = tuple(values["settings"])
+    if isinstance(values.get("settings"), list):  # each setting may use the flags' names, as the sweep may
+        values["settings"] = tuple(
+            _field_names(setting, f"{source}: settings[{i}]") if isinstance(setting, dict) else setting
+            for i, setting in enumerate(values["settings"])
+        )
     try:
         sweep = Sweep(**values)
         _check_track(sweep, values)
@@ -245,14 +313,27 @@ def load_sweep_file(path: str | Path) -> Sweep:
     if not path.is_file():
         raise BenchError(f"sweep file {path} " + ("is not a file" if path.exists() else "does not exist"))
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_Loader)
     except UnicodeDecodeError:
         raise BenchError(f"{path} is not a text file (a YAML sweep is expected)") from None
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         line = f" at line {where.line + 1}" if where else ""
         raise BenchError(f"{path}: malformed YAML{line}") from None
-    return sweep_from_dict(data or {}, str(path))
+    if isinstance(data, dict):
+        data.setdefault("name", path.stem)  # records of a file without a name go to runs/<file name>
+    return sweep_from_dict(data or {"name": path.stem}, str(path))
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as a sweep file means it: `1e-4` is a number (YAML 1.1, PyYAML's default, reads it as text)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def preset_names() -> list[str]:
@@ -277,6 +358,8 @@ def override(sweep: Sweep, **values: Any) -> Sweep:
         given.update(budget=None, budgets={})
     elif given.get("budget") is not None or given.get("budgets"):
         given["compute"] = None
+    if "labels_known" in given:
+        given["labels_known"] = tuple(labels_known_values(given["labels_known"]))
     settings = () if SETTING_NAMES & set(given) else tuple(_without(setting, given) for setting in sweep.settings)
     changed = dataclasses.replace(sweep, **given, settings=settings)
     _check_track(changed, given)
@@ -287,6 +370,14 @@ def _without(setting: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     budgets = {"budget", "budgets", "compute"}
     replaced = set(given) | (budgets if budgets & set(given) else set())
     return {k: v for k, v in setting.items() if k not in replaced}
+
+
+def check_attack_options(sweep: Sweep) -> None:
+    """Refuse, with one line, options for an attack that does not exist, or that its Config does not take."""
+    for variant in variants(sweep):
+        for name in variant.attack_options:
+            for options in variant.attack_options_for(name):
+                attack_config(name, options)
 
 
 def scenarios(sweep: Sweep) -> Iterator[Scenario]:
@@ -333,8 +424,8 @@ def expand(sweep: Sweep, method_names: list[str]) -> list[Cell]:
             for name in method_names:
                 if variant.track == "labels":
                     cells.append(Cell(scenario, label_method=name))
-                elif variant.compute is not None:
-                    cells.append(Cell(scenario, attack=name, flops=variant.compute))
-                else:
-                    cells.extend(Cell(scenario, attack=name, budget=budget) for budget in variant.budgets_for(name))
+                    continue
+                budgets = [None] if variant.compute is not None else variant.budgets_for(name)
+                for budget, options in itertools.product(budgets, variant.attack_options_for(name)):
+                    cells.append(Cell(scenario, attack=name, budget=budget, options=options, flops=variant.compute))
     return cells

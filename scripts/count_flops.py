@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from bench.attack import create_attack
+from bench.attack import attack_config, attack_from_config
 from bench.client import simulate
 from bench.compute_budget import dry_count
 from bench.environment import git_commit
@@ -33,7 +33,8 @@ OPEN_ENDED = ("dlg", "idlg")  # L-BFGS: the closure evaluations of a step depend
 
 
 def counted(record: Record, case, commit: str) -> Record:
-    attack = create_attack(record.config["attack"])
+    name = record.config["attack"]
+    attack = attack_from_config(name, attack_config(name, record.config.get("attack_options")))  # as recorded
     meter = dry_count(attack, case, record.config.get("budget"), record.config["scenario"]["seed"])
     cost = {**record.cost, "flops": meter.flops, "flops_by_kind": meter.by_kind()}
     environment = {**record.environment, "flops_counted": commit}

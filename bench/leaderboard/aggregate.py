@@ -42,7 +42,6 @@ from bench.threat import BN_LEVELS, ThreatModel
 from bench.update import ClientUpdate
 
 RowAxis = Literal["attack", "label_method"]
-RowKey = tuple[str, int | None, int | None]  # (method, iteration budget, FLOPs budget)
 COMPUTE_ROW = "compute (FLOPs per run)"
 ColumnAxis = Literal["batch_size", "repetition", "defense", "local_steps", "clients"]
 Column = float | Defense  # a column's value: a number, or the defense of a table over defenses
@@ -158,6 +157,7 @@ class Row:
     cells: tuple[CellStats, ...]
     wall_s_mean: float | None
     wall_h_total: float
+    options: str = ""  # the attack options that set this row apart from the method's other rows ("lr=0.5")
     flops: int | None = None  # the runs' compute budget in FLOPs, when they ran at one (`compute`)
 
     @property
@@ -359,7 +359,7 @@ def _cell(records: list[Record], metric: str) -> CellStats:
 
 
 def _row(
-    label: str, key: RowKey, columns: tuple[Column, ...], by_column: dict[Column, list[Record]], metric: str
+    label: str, key: RowKey, options: str, columns: tuple[Column, ...], by_column: dict[Column, list[Record]], metric: str
 ) -> Row:
     runs = [r for c in columns for r in by_column.get(c, [])]
     walls = sorted(float(r.cost["wall_s"]) for r in runs if isinstance((r.cost or {}).get("wall_s"), (int, float)))
@@ -370,8 +370,32 @@ def _row(
         tuple(_cell(by_column.get(c, []), metric) for c in columns),
         math.fsum(walls) / len(walls) if walls else None,
         math.fsum(walls) / 3600.0,
-        key[2],
+        options,
+        key[3],
     )
+
+
+RowKey = tuple[str, int | None, str | None, int | None]  # method, budget, attack options (canonical JSON; None:
+# not recorded), FLOPs budget
+OPTIONS_KEY = "attack_options"  # a record's resolved attack Config (records from before it lack it)
+
+
+def _options_key(record: Record) -> str | None:
+    options = record.config.get(OPTIONS_KEY)
+    return None if options is None else canonical_json(options)
+
+
+def options_texts(keys: Iterable[str | None]) -> dict[str | None, str]:
+    """For one method's option sets: what sets each apart, as 'lr=0.5, tv=0.01' (the fields whose values differ
+    among them), or 'options not recorded' for records from before options were; '' for a single set."""
+    keys = list(dict.fromkeys(keys))
+    if len(keys) < 2:
+        return {key: "" for key in keys}
+    parsed = {key: json.loads(key) for key in keys if key is not None}
+    fields = sorted({f for options in parsed.values() for f in options})
+    differing = [f for f in fields if len({json.dumps(o.get(f), sort_keys=True) for o in parsed.values()}) > 1]
+    texts = {key: ", ".join(t for f in differing for t in _setting_texts(f, o.get(f))) for key, o in parsed.items()}
+    return {**texts, **({None: "options not recorded"} if None in keys else {})}
 
 
 def run_flops(record: Record) -> int | None:
@@ -427,26 +451,30 @@ def _table(group: Group, runs: list[Record], rows: str, columns: str, metric: st
     by_column: dict[Column, list[Record]] = defaultdict(list)
     for r in runs:
         value = column_value(r.config["scenario"], columns)
-        cells[(_method(r)[1], r.config.get("budget"), r.config.get("flops"))][value].append(r)
+        cells[(_method(r)[1], r.config.get("budget"), _options_key(r), r.config.get("flops"))][value].append(r)
         by_column[value].append(r)
     def order(key: RowKey) -> tuple:
         role = reference_role(key[0])
         budget = -1 if key[1] is None else key[1]
-        return (-1 if role is None else REFERENCE_ORDER.index(role), key[0], budget, key[2] or 0)
+        return (-1 if role is None else REFERENCE_ORDER.index(role), key[0], budget, key[2] or "", key[3] or 0)
 
     keys = sorted(cells, key=order)
-    budgets = Counter(method for method, *_ in keys)
+    budgets = {m: len({(b, f) for method, b, _, f in keys if method == m}) for m, *_ in keys}
+    options = {m: options_texts(o for method, _, o, _ in keys if method == m) for m, *_ in keys}
 
-    def label(method: str, budget: int | None, flops: int | None) -> str:
-        # a method run at several budgets gets one row per budget, named by it; references say what they are
+    def label(method: str, budget: int | None, key: str | None, flops: int | None) -> str:
+        # a method run at several budgets (of iterations or FLOPs) or option sets gets one row for each, named
+        # by what sets it apart; references say what they are
         given = f"{flops_text(flops)} FLOPs" if flops is not None else f"{'default' if budget is None else budget} it"
-        name = method if budgets[method] == 1 else f"{method} ({given})"
+        notes = [given] if budgets[method] > 1 else []
+        notes += [options[method][key]] if options[method][key] else []
+        name = f"{method} ({', '.join(notes)})" if notes else method
         role = reference_role(method)
         return name if role is None else f"{name} ({role})"
 
     return Table(
         group, metric, rows, columns, column_values,
-        tuple(_row(label(*key), key, column_values, cells[key], metric) for key in keys),
+        tuple(_row(label(*key), key, options[key[0]][key[2]], column_values, cells[key], metric) for key in keys),
         _counted(_short_commit(r.environment.get("git_commit")) for r in runs),
         _counted(str(r.environment.get("device") or "unknown") for r in runs),
         _facts(column_values, by_column),

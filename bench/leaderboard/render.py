@@ -38,7 +38,7 @@ FLOOR_LEGEND = (
 _LATEX_SYMBOLS = {"±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "·": r"$\cdot$", "–": "--"}
 CSV_HEADERS = [
     "track", "labels_known", "bn_stats", "batch_size_known", "dataset", "model", "image_size", "fixed_axis",
-    "fixed_value", "settings", "metric", "better", "method", "budget", "column_axis", "column_value",
+    "fixed_value", "settings", "metric", "better", "method", "budget", "options", "column_axis", "column_value",
     "mean", "ci95", "n_values", "n_ok", "n_failed", "n_skipped", "n_total", "row_s_per_run",
     "gain_mean", "gain_ci95", "above_floor", "flops_budget", "column_flops",
 ]
@@ -124,7 +124,7 @@ def render_csv(tables: Sequence[Table], legend_text: str | None = None) -> str:
                 if cell.n_total == 0:
                     continue
                 writer.writerow([
-                    *group, row.method, "" if row.budget is None else row.budget, table.column_axis, value_text(column),
+                    *group, row.method, "" if row.budget is None else row.budget, row.options, table.column_axis, value_text(column),
                     _number(cell.mean), _number(cell.ci95), cell.n_values, cell.n_ok, cell.n_failed,
                     cell.n_skipped, cell.n_total, _number(row.wall_s_mean),
                     _number(cell.gain_mean), _number(cell.gain_ci95),

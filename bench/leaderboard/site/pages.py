@@ -229,7 +229,7 @@ def _record_links(table: Table, cells: Sequence[CellStats], records: dict[str, R
     for index, (column, cell) in enumerate(zip(table.columns, cells)):  # columns are in order
         for run_id in cell.run_ids:
             record = records[run_id]
-            status = "" if record.status == "ok" else f" ({record.status})"
+            status = "" if record.status == "ok" else f" ({record.status}: {record.error})" if record.error else f" ({record.status})"
             text = f"{table.column_text(index)} · seed {record.config['scenario']['seed']}{status}"
             links.append((index, record.config["scenario"]["seed"], run_id, Link(f"{RECORDS}/{run_id}.json", text)))
     return tuple(link for *_, link in sorted(links))
