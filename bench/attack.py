@@ -25,7 +25,21 @@ from bench.registry import Registry
 from bench.threat import Requirements
 from bench.typed import FieldError, checked_values
 
-Progress = Callable[[int, float], None]  # (iteration, current loss); used for progress bars
+Progress = Callable[[int, float], None]  # (iteration, current loss) after each iteration; see `report`
+
+
+def report(
+    progress: Progress | None, iteration: int, loss: float, current: Callable[[], "Reconstruction"] | None = None
+) -> None:
+    """Report an iteration to `progress`. An attack that can also passes `current`, which returns its best
+    reconstruction so far: a progress with an `offer(iteration, loss, current)` method (the runner's) calls
+    it at its checkpoints and scores the images for the run's trace (bench.trace); nothing comes back."""
+    if progress is None:
+        return
+    progress(iteration, loss)
+    offer = getattr(progress, "offer", None)
+    if offer is not None and current is not None:
+        offer(iteration, loss, current)
 
 
 @dataclass
@@ -55,6 +69,9 @@ class Attack(ABC):
 
     Config: ClassVar[type] = type(None)
     requires: ClassVar[Requirements] = Requirements()
+    # True when every matrix product the attack runs goes through the engine's counted evaluations
+    # (bench.compute); otherwise the runner counts the whole run under FlopCounterMode (exact, slower)
+    flops_metered: ClassVar[bool] = False
     name: str = ""
 
     def __init__(self, config: Any = None, device: torch.device | str = "cpu", collective: Any = None) -> None:

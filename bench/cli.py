@@ -152,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--preset", help=f"shipped sweep: smoke, quick, paper (default: {DEFAULT_PRESET}; bench ls presets)")
     run.add_argument("--config", help="YAML sweep file (fields of bench.sweep.Sweep)")
     run.add_argument("--budget", type=_scalar, help="iterations per attack (default: the preset's)")
+    run.add_argument("--flops", dest="compute", type=_scalar, help="FLOPs per attack run, the same for every attack (replaces iteration budgets), e.g. 1e10")
     run.add_argument("--attack-option", dest="attack_option", action="append", type=_attack_option, metavar="NAME.FIELD=VALUE",
                      help="set a field of an attack's Config, e.g. dlg.lr=0.5 (repeatable; values as JSON: 1e-3, true, null, [0, 1])")
     run.add_argument("--out", default=None, help="folder for records (default: runs/<preset>, runs/<preset>+<changes> when flags change it)")
@@ -181,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--site", help="folder for a static site: an index and one page per runs folder")
     board.add_argument("--metrics", type=_names, help="metrics of the attack tables, comma-separated (default psnr)")
     board.add_argument("--columns", choices=("batch_size", "repetition"), help="column axis of the attack tables (default batch_size)")
+    board.add_argument("--at-flops", type=_positive_number, help="read each run at this compute: its best reconstruction within that many FLOPs (from its trace)")
+    board.add_argument("--target-gain", type=float, default=10.0, help="gain over the prior floor (dB) of the time-to-target table (default 10)")
 
     claims = sub.add_parser("claims", help="render the paper-claims table from the published records")
     claims.add_argument("--board", default="leaderboard", help="folder holding records/ (default: leaderboard)")

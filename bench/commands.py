@@ -234,10 +234,15 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.site is not None:
         from bench.leaderboard.site import check_site_folder, write_site
 
+        if args.at_flops is not None:
+            raise BenchError("--at-flops renders tables (--format, --out, --plots); the site draws every run's trace whole")
         check_site_folder(Path(args.site))  # before any work
     if args.site is None or args.out is not None or args.plots is not None:
         # args.out stays a string: a trailing slash means "folder" and Path() would drop it.
-        text = write_leaderboard(args.runs, args.out, args.format, plots_dir=args.plots, views=views)
+        text = write_leaderboard(
+            args.runs, args.out, args.format, plots_dir=args.plots, views=views, flops=args.at_flops,
+            target_gain=args.target_gain,
+        )  # fmt: skip
         if args.out is None and args.site is None:
             print(text, end="")
     if args.site is not None:

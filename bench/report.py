@@ -13,18 +13,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.attack import ATTACKS, attack_config, config_values
+from bench.compute import flops_text
 from bench.errors import BenchError
 from bench.record import Record
 from bench.threat import ThreatModel
 
 
 def method_text(record: Record) -> str:
-    """The method, with its budget and the attack options that differ from its registered settings:
-    'dlg (50 it, lr=0.5)'."""
+    """The method, with its budget (iterations, or FLOPs) and the attack options that differ from its registered
+    settings: 'dlg (50 it, lr=0.5)', 'dlg (1.00e9 FLOPs)'."""
     config = record.config
     if "label_method" in config:
         return str(config["label_method"])
     notes = [] if config.get("budget") is None else [f"{config['budget']} it"]
+    notes += [] if config.get("flops") is None else [f"{flops_text(config['flops'])} FLOPs"]
     notes += [f"{k}={v}" for k, v in sorted(changed_options(config).items())]
     return f"{config['attack']} ({', '.join(notes)})" if notes else str(config["attack"])
 

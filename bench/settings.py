@@ -22,8 +22,8 @@ from bench.sweep import FLAG_NAMES, TRACK_OF_FIELD, Sweep
 
 # Shown whatever their value: what every run of the sweep depends on. Other fields are shown when they
 # differ from their default.
-ALWAYS_SHOWN = ("name", "track", "attacks", "label_methods", "budget", "models", "datasets", "image_size", "batch_sizes",
-                "repetitions", "labels", "bn_stats", "seeds")  # fmt: skip
+ALWAYS_SHOWN = ("name", "track", "attacks", "label_methods", "budget", "compute", "models", "datasets", "image_size",
+                "batch_sizes", "repetitions", "labels", "bn_stats", "seeds")  # fmt: skip
 NOT_SETTINGS = ("name", "description")
 _YAML_NAMES = {field: flag for flag, field in FLAG_NAMES.items()}
 MAX_FOLDER_NAME = 100
@@ -55,7 +55,8 @@ def differences(base: Sweep, sweep: Sweep) -> list[str]:
     """What `sweep` changes of `base`, one 'name=value' each, in the order of the sweep's fields. Budgets read
     as one setting: a budget given on the command line replaces the preset's per-attack budgets too."""
     before, after = as_file(base), as_file(sweep)
-    changed = [k for k, v in after.items() if k not in NOT_SETTINGS and before.get(k) != v]
+    # a flag that changes a field the settings hold changes it in each of them: the flag names the change
+    changed = [k for k, v in after.items() if k not in (*NOT_SETTINGS, "settings") and before.get(k) != v]
     if "budgets" in changed:
         changed = [k for k in changed if k != "budgets"] + ([] if "budget" in changed else ["budget"])
     return [f"{k}={_compact(after[k])}" for k in changed]

@@ -32,8 +32,12 @@ from bench.typed import Axis, Count, Name, NonNegative, Rate, Seed, check_fields
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 # Fields only one track reads: giving them to the other track is a mistake, not a no-op.
-TRACK_OF_FIELD = {"attacks": "attacks", "budget": "attacks", "budgets": "attacks", "attack_options": "attacks",
-                  "label_methods": "labels"}
+TRACK_OF_FIELD = {
+    "attacks": "attacks", "budget": "attacks", "budgets": "attacks", "attack_options": "attacks", "compute": "attacks",
+    "label_methods": "labels",
+}  # fmt: skip
+SWEEP_ONLY = ("name", "description", "track", "settings")  # fields a setting cannot change
+SETTING_NAMES = {"models", "datasets"}  # given on the command line, they name a setting of their own
 
 
 
@@ -52,6 +56,22 @@ def _budgets(value: object) -> object:
 
 Budgets = Annotated[int | list[int], PlainValidator(_budgets)]
 
+
+def flops_value(value: object) -> int:
+    """A FLOPs count: a positive whole number, written 10000000000, 1e10 or "1e10" (YAML reads 1e10 as text)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError("Input should be a number of FLOPs, e.g. 1e10")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("Input should be a number of FLOPs, e.g. 1e10") from None
+    if not (1 <= number < float("inf")):
+        raise ValueError("Input should be a number of FLOPs of at least 1")
+    return int(number)
+
+
+Flops = Annotated[int | float | str, PlainValidator(flops_value)]
+
 @dataclass(frozen=True)
 class Sweep:
     """A grid. Every tuple field is one axis; `budget` caps every attack's iterations (None: the paper's);
@@ -68,6 +88,10 @@ class Sweep:
     Each field's annotation is its rule (bench.typed), checked on construction, whatever the source.
     `model_seed` fixes the model's weights (and what `train_steps` trains from) across seeds, so that seeds
     vary only the client's batch; None draws them from each seed.
+    `compute` gives every attack run the same FLOPs instead of iterations (bench.compute_budget): each attack's
+    iteration budget is derived from what its iterations cost on the cell's case; it replaces `budget(s)`.
+    `settings` lists several settings in one sweep, each a mapping of the fields it changes (models,
+    datasets, bn_mode, compute, ...): the sweep is the union of their grids (see `variants`).
 
     The scenario's defaults are the one default scenario (bench.defaults): what `bench case make` simulates
     without flags and what a sweep file leaves out. A sweep file may use the command line's names and values
@@ -105,13 +129,21 @@ class Sweep:
     clients: Axis[Count] = (1,)
     local_batch_size: Count | None = None
     local_lr: Annotated[float, Gt(0.0)] = 1e-4
+    compute: Flops | None = None
+    settings: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.compute is not None:
+            object.__setattr__(self, "compute", flops_value(self.compute))
+            if self.budget is not None or self.budgets:
+                raise BenchError("compute gives every attack the same FLOPs: give it or budget(s), not both")
         for text in self.defenses:
             parse_defense(text)
         for steps, clients in itertools.product(self.local_steps, self.clients):
             ClientUpdate(steps, self.local_batch_size, self.local_lr, clients)
+        for index, setting in enumerate(self.settings):
+            _setting_sweep(self, setting, index)
 
     def budgets_for(self, attack: str) -> list[int | None]:
         """The budgets `attack` runs at: its own (one or a list) or the sweep's `budget`."""
@@ -143,12 +175,14 @@ class Cell:
     label_method: str | None = None
     skip: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    flops: int | None = None  # the run's compute budget in FLOPs (the iteration budget is derived from it)
 
     def config(self) -> dict:
         if self.label_method is not None:
             return {"scenario": self.scenario.to_dict(), "label_method": self.label_method}
-        return {"scenario": self.scenario.to_dict(), "attack": self.attack, "budget": self.budget,
-                "attack_options": self.resolved_options}
+        config = {"scenario": self.scenario.to_dict(), "attack": self.attack, "budget": self.budget,
+                  "attack_options": self.resolved_options}
+        return config if self.flops is None else {**config, "flops": self.flops}
 
     @functools.cached_property
     def attack_config(self) -> Any:
@@ -169,7 +203,42 @@ class Cell:
         return run_id(self.config())
 
 
-_TUPLE_FIELDS = {f.name for f in dataclasses.fields(Sweep) if isinstance(f.default, tuple)}
+_TUPLE_FIELDS = {f.name for f in dataclasses.fields(Sweep) if isinstance(f.default, tuple)} - {"settings"}
+
+
+def _as_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """YAML values as the Sweep's fields take them: lists become tuples, a single value of an axis a 1-tuple."""
+    values = {k: tuple(v) if k in _TUPLE_FIELDS and isinstance(v, list) else v for k, v in data.items()}
+    for key in _TUPLE_FIELDS & set(values):
+        if not isinstance(values[key], tuple):
+            values[key] = (values[key],)
+    return values
+
+
+def _setting_sweep(sweep: Sweep, setting: object, index: int) -> Sweep:
+    """The sweep of one of `sweep.settings`: the sweep's fields with the setting's on top."""
+    where = f"settings[{index}]"
+    if not isinstance(setting, dict):
+        raise BenchError(f"{where}: a setting must be a mapping of field: value")
+    known = {f.name for f in dataclasses.fields(Sweep)} - set(SWEEP_ONLY)
+    unknown = sorted(set(setting) - known)
+    if unknown:
+        raise BenchError(f"{where}: unknown or sweep-wide field(s) {', '.join(unknown)}")
+    # the other track's fields are the sweep's own business (checked where the file is read), as its base's are
+    values = {k: v for k, v in _as_fields(setting).items() if TRACK_OF_FIELD.get(k, sweep.track) == sweep.track}
+    if "compute" in values:  # a setting's compute replaces the sweep's budgets, and the other way round
+        values = {"budget": None, "budgets": {}, **values}
+    elif "budget" in values or "budgets" in values:
+        values = {"compute": None, **values}
+    try:
+        return dataclasses.replace(sweep, settings=(), **values)
+    except BenchError as err:
+        raise BenchError(f"{where}: {err}") from None
+
+
+def variants(sweep: Sweep) -> list[Sweep]:
+    """The sweep of each of its settings, in order; the sweep itself when it lists none."""
+    return [_setting_sweep(sweep, setting, i) for i, setting in enumerate(sweep.settings)] or [sweep]
 
 
 def _check_track(sweep: Sweep, given: dict[str, Any]) -> None:
@@ -220,13 +289,20 @@ def sweep_from_dict(data: dict, source: str) -> Sweep:
     if unknown:
         names = sorted(known - set(FLAG_NAMES.values()) | set(FLAG_NAMES))
         raise BenchError(f"{source}: unknown sweep field(s) {', '.join(unknown)}; known: {', '.join(names)}")
-    values = {k: tuple(v) if k in _TUPLE_FIELDS and isinstance(v, list) else v for k, v in data.items()}
-    for key in _TUPLE_FIELDS & set(values):
-        if not isinstance(values[key], tuple):
-            values[key] = (values[key],)
+    values = _as_fields(data)
+    if isinstance(values.get("settings"), list):  # each setting may use the flags' names, as the sweep may
+        values["settings"] = tuple(
+            _field_names(setting, f"{source}: settings[{i}]") if isinstance(setting, dict) else setting
+            for i, setting in enumerate(values["settings"])
+        )
     try:
         sweep = Sweep(**values)
         _check_track(sweep, values)
+        for index, setting in enumerate(sweep.settings):
+            try:
+                _check_track(sweep, setting)
+            except BenchError as err:
+                raise BenchError(f"settings[{index}]: {err}") from None
     except BenchError as err:
         raise BenchError(f"{source}: {err}") from None
     return sweep
@@ -272,24 +348,45 @@ def load_preset(name: str) -> Sweep:
 
 
 def override(sweep: Sweep, **values: Any) -> Sweep:
-    """Replace fields given on the command line (None leaves the sweep's value); checked like a file's."""
+    """Replace fields given on the command line (None leaves the sweep's value); checked like a file's.
+    A field given here also replaces it in every setting of the sweep; a model or dataset given here replaces
+    the settings themselves (the command line names the setting: it runs on the sweep's common fields)."""
     given = {k: (tuple(v) if k in _TUPLE_FIELDS else v) for k, v in values.items() if v is not None}
+    if given.get("compute") is not None and given.get("budget") is not None:
+        raise BenchError("give iterations (--budget) or FLOPs (--flops), not both")
+    if given.get("compute") is not None:  # FLOPs given on the command line replace every budget
+        given.update(budget=None, budgets={})
+    elif given.get("budget") is not None or given.get("budgets"):
+        given["compute"] = None
     if "labels_known" in given:
         given["labels_known"] = tuple(labels_known_values(given["labels_known"]))
-    changed = dataclasses.replace(sweep, **given)
+    settings = () if SETTING_NAMES & set(given) else tuple(_without(setting, given) for setting in sweep.settings)
+    changed = dataclasses.replace(sweep, **given, settings=settings)
     _check_track(changed, given)
     return changed
 
 
+def _without(setting: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    budgets = {"budget", "budgets", "compute"}
+    replaced = set(given) | (budgets if budgets & set(given) else set())
+    return {k: v for k, v in setting.items() if k not in replaced}
+
+
 def check_attack_options(sweep: Sweep) -> None:
     """Refuse, with one line, options for an attack that does not exist, or that its Config does not take."""
-    for name in sweep.attack_options:
-        for options in sweep.attack_options_for(name):
-            attack_config(name, options)
+    for variant in variants(sweep):
+        for name in variant.attack_options:
+            for options in variant.attack_options_for(name):
+                attack_config(name, options)
 
 
 def scenarios(sweep: Sweep) -> Iterator[Scenario]:
-    """The grid's scenarios, in a deterministic order."""
+    """The grid's scenarios, in a deterministic order (setting after setting)."""
+    for variant in variants(sweep):
+        yield from _scenarios(variant)
+
+
+def _scenarios(sweep: Sweep) -> Iterator[Scenario]:
     axes = itertools.product(
         sweep.datasets, sweep.models, sweep.batch_sizes, sweep.repetitions, sweep.labels_known, sweep.bn_stats,
         sweep.defenses, sweep.local_steps, sweep.clients, sweep.seeds,
@@ -322,11 +419,13 @@ def expand(sweep: Sweep, method_names: list[str]) -> list[Cell]:
     `method_names` are attacks for the attack track and label-recovery methods for the label track.
     """
     cells = []
-    for scenario in scenarios(sweep):
-        for name in method_names:
-            if sweep.track == "labels":
-                cells.append(Cell(scenario, label_method=name))
-            else:
-                settings = itertools.product(sweep.budgets_for(name), sweep.attack_options_for(name))
-                cells.extend(Cell(scenario, attack=name, budget=b, options=options) for b, options in settings)
+    for variant in variants(sweep):
+        for scenario in _scenarios(variant):
+            for name in method_names:
+                if variant.track == "labels":
+                    cells.append(Cell(scenario, label_method=name))
+                    continue
+                budgets = [None] if variant.compute is not None else variant.budgets_for(name)
+                for budget, options in itertools.product(budgets, variant.attack_options_for(name)):
+                    cells.append(Cell(scenario, attack=name, budget=budget, options=options, flops=variant.compute))
     return cells

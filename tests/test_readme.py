@@ -29,6 +29,7 @@ SCALE = [
     (r"bench run .*--preset paper", ["--image-size", "32", "--batch-sizes", "8", "--repetitions", "0", "--seeds", "0",
                                      "--budget", "1", "--attacks", "noise,dlg"]),  # fmt: skip
     (r"bench run .*--models resnet18", ["--budget", "1", "--seeds", "0", "--batch-sizes", "2", "--image-size", "16"]),
+    (r"bench run .*--flops", ["--flops", "2e8", "--seeds", "0"]),
     (r"bench run", ["--budget", "1", "--seeds", "0"]),
     (r"bench check", ["--only", "noise,llg"]),
     (r"bench audit", ["--attacks", "dlg", "--max-minutes", "3", "--cases", "2", "--batch-sizes", "2"]),  # DLG stops at its paper budget, well within the time
