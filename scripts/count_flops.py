@@ -14,22 +14,19 @@ rewritten atomically; rerunning the script on counted records changes nothing.
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
-
-import torch
 
 from bench.attack import attack_config, attack_from_config
-from bench.client import simulate
 from bench.compute_budget import dry_count
 from bench.environment import git_commit
-from bench.leaderboard.runs import load_sweep
-from bench.plugins import load_plugins
 from bench.record import Record, save_record
-from bench.scenario import Scenario
+from recorded import folders_argument, with_cases
 
 OPEN_ENDED = ("dlg", "idlg")  # L-BFGS: the closure evaluations of a step depend on the values
+
+
+def uncounted(record: Record) -> bool:
+    return "flops" not in record.cost and record.config["attack"] not in OPEN_ENDED
 
 
 def counted(record: Record, case, commit: str) -> Record:
@@ -42,26 +39,14 @@ def counted(record: Record, case, commit: str) -> Record:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folders", nargs="+", type=Path)
-    args = parser.parse_args(argv)
-    load_plugins()
-    torch.set_num_threads(1)
+    folders = folders_argument(__doc__.splitlines()[0], argv)
     commit = git_commit() or "unknown"
-    for folder in args.folders:
-        sweep = load_sweep(folder)
-        records = [
-            r for r in sweep.records
-            if r.status == "ok" and "attack" in r.config and "flops" not in r.cost and r.config["attack"] not in OPEN_ENDED
-        ]  # fmt: skip
-        records.sort(key=lambda r: Scenario.from_dict(r.config["scenario"]).key())
-        cache: dict = {}
-        for record in records:
-            scenario = Scenario.from_dict(record.config["scenario"])
-            if cache.get("key") != scenario.key():
-                cache = {"key": scenario.key(), "case": simulate(scenario)[0]}
-            save_record(counted(record, cache["case"], commit), sweep.files[record.run_id].parent)
-        print(f"{folder}: {len(records)} attack records counted", flush=True)
+    for folder in folders:
+        counted_here = 0
+        for sweep, record, case, _ in with_cases(folder, uncounted):
+            save_record(counted(record, case, commit), sweep.files[record.run_id].parent)
+            counted_here += 1
+        print(f"{folder}: {counted_here} attack records counted", flush=True)
     return 0
 
 

@@ -14,24 +14,17 @@ atomically; rerunning the script on rescored records changes nothing.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
-from pathlib import Path
-
-import torch
 
 from bench.case import Case, Secret
-from bench.client import simulate
 from bench.data.mean import mean_image
 from bench.environment import git_commit
 from bench.floors import floor_metrics, floor_psnrs, floor_reconstruction
-from bench.leaderboard.runs import load_sweep
 from bench.metrics import MetricConfig, psnr, score
-from bench.plugins import load_plugins
 from bench.record import Record, save_record
 from bench.runner import save_images
-from bench.scenario import Scenario
+from recorded import folders_argument, with_cases
 
 SCORING = MetricConfig(lpips=False)  # the records' LPIPS is null: no offline backbone weights were given
 TOLERANCE_DB = 1e-6
@@ -70,33 +63,24 @@ def check_recorded(record: Record, case: Case, secret: Secret, floors: dict[str,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folders", nargs="+", type=Path)
-    args = parser.parse_args(argv)
-    load_plugins()
-    torch.set_num_threads(1)
+    folders = folders_argument(__doc__.splitlines()[0], argv)
     commit = git_commit() or "unknown"
-    for folder in args.folders:
-        sweep = load_sweep(folder)
-        records = [r for r in sweep.records if r.status == "ok" and "attack" in r.config and "psnr_floor" in r.metrics]
-        records.sort(key=lambda r: Scenario.from_dict(r.config["scenario"]).key())
-        cache: dict = {}
-        changed = 0
-        for record in records:
-            key = Scenario.from_dict(record.config["scenario"]).key()
-            if cache.get("key") != key:
-                case, secret = simulate(Scenario.from_dict(record.config["scenario"]))
-                cache = {"key": key, "case": case, "secret": secret, "floors": floor_psnrs(case, secret)}
-            case, secret, floors = cache["case"], cache["secret"], cache["floors"]
-            check_recorded(record, case, secret, floors)
-            new = rescored(record, case, secret, floors, commit)
+    for folder in folders:
+        records = changed = 0
+        floors: dict = {}
+        for sweep, record, case, secret in with_cases(folder, lambda r: "psnr_floor" in r.metrics):
+            if floors.get("case") is not case:
+                floors = {"case": case, "psnrs": floor_psnrs(case, secret)}
+            records += 1
+            check_recorded(record, case, secret, floors["psnrs"])
+            new = rescored(record, case, secret, floors["psnrs"], commit)
             if new.metrics == record.metrics and new.per_image == record.per_image:
                 continue
             changed += 1
             save_record(new, sweep.files[record.run_id].parent)
             if record.config["attack"] == "prior-mean" and sweep.grid(record.run_id) is not None:
                 save_images(new, floor_reconstruction("prior-mean", case, secret), secret, sweep.files[record.run_id].parent)
-        print(f"{folder}: {len(records)} attack records, {changed} changed", flush=True)
+        print(f"{folder}: {records} attack records, {changed} changed", flush=True)
     return 0
 
 
