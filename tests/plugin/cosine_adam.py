@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from bench.attack import Attack, Reconstruction, register_attack
 from bench.engine.distances import GradientDistance
-from bench.engine.loop import LoopConfig, Variables, iteration_budget, run_loop
+from bench.engine.loop import LoopConfig, Variables, iteration_budget, reporting, run_loop
 from bench.engine.schedule import Schedule
 from bench.engine.setup import setup_attack
 from bench.labels import known_or_recovered
@@ -29,6 +29,10 @@ class CosineAdam(Attack):
         start = setup.random_images(setup.generator(seed))
         loop = LoopConfig(iteration_budget(budget, self.config.iterations), schedule=Schedule(lr=self.config.lr))
         objective = setup.objective(GradientDistance("cosine"))
-        result = run_loop(objective, Variables(start, labels=setup.shard.take(labels)), loop, setup.box, progress=progress)
-        images = setup.to_pixels(setup.whole_batch(result.images))
-        return Reconstruction(images, labels, iterations=result.iterations, extra={"labels": source})
+
+        def output(result):  # the reconstruction at any point of the loop: the run's trace scores it
+            images = setup.to_pixels(setup.whole_batch(result.images))
+            return Reconstruction(images, labels, iterations=result.iterations, extra={"labels": source})
+
+        variables = Variables(start, labels=setup.shard.take(labels))
+        return output(run_loop(objective, variables, loop, setup.box, report=reporting(progress, output)))
