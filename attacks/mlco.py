@@ -162,9 +162,25 @@ def combine(
     return Combination(current, best, start, choices)
 
 
+def first_seed(
+    candidates: Sequence[torch.Tensor],
+    losses: Sequence[float],
+    gradient_losses: GradientLosses,
+    shard: Shard,
+) -> Combination:
+    """No combination (E2EGI's `combine=False` ablation): the first seed's batch stands in for the combined
+    one as it is, whatever the losses, so the gradient loss never chooses among the seeds."""
+    images = candidates[0].detach().clone()
+    return Combination(images, gradient_losses([images])[0], 0, [0] * shard.total)
+
+
+Combine = Callable[[Sequence[torch.Tensor], Sequence[float], GradientLosses, Shard], Combination]
+
 # optimise(seeds, stage, consensus) runs one stage of the base inversion from each seed's images (left
 # untouched) and returns one result per seed
 Optimise = Callable[[list[torch.Tensor], Stage, torch.Tensor | None], list[LoopResult]]
+
+
 @dataclass
 class MLCOResult:
     images: torch.Tensor  # this shard's rows of the final batch
@@ -180,10 +196,12 @@ def run_mlco(
     optimise: Optimise,
     gradient_losses: GradientLosses,
     shard: Shard,
+    combiner: Combine = combine,
 ) -> MLCOResult:
     """Run the plan: per-seed stages each followed by a combination, then the final stage from the latest one.
 
     Every seed runs the same stages, so `optimise` may advance them together (see `bench.engine.seed_group`).
+    `combiner` is `combine` (MLCO) or `first_seed` (the ablation without the combination).
     """
     if len(plan) < 2 or plan[-1].per_seed or not all(stage.per_seed for stage in plan[:-1]):
         raise ValueError("an MLCO plan is per-seed stages followed by one final stage")
@@ -197,7 +215,7 @@ def run_mlco(
         results = optimise(seeds, stage, consensus)
         seeds = [result.images for result in results]
         losses = [result.gradient_loss for result in results]
-        combined = combine(seeds, losses, gradient_losses, shard)
+        combined = combiner(seeds, losses, gradient_losses, shard)
         trace.extend(min(step) for step in zip(*(result.trace for result in results)))
         iterations += sum(result.iterations for result in results)
         reports.append(
