@@ -33,7 +33,7 @@ from typing import Literal
 
 import torch
 
-from attacks.mlco import PAPER_T_IN, Stage, combine, first_seed, run_mlco, stage_plan, total_iterations
+from attacks.mlco import PAPER_T_IN, Stage, first_seed, run_mlco, stage_plan, total_iterations
 from bench.attack import Attack, Progress, Reconstruction, register_attack
 from bench.case import Case
 from bench.engine.distances import GradientDistance
@@ -122,7 +122,7 @@ class E2EGI(Attack):
 
         extra = {"labels": label_source, "n_seed": cfg.n_seed, "stage_plan": [s.to_dict() for s in plan]}
         if cfg.mlco:
-            combiner = combine if cfg.combine else first_seed
+            combiner = None if cfg.combine else first_seed
             result = run_mlco(seeds, plan, optimise, optimise.gradient_losses, setup.shard, combiner)
             images, trace, iterations, final_loss = result.images, result.trace, result.iterations, result.gradient_loss
             extra["stages"] = result.stages

@@ -196,13 +196,14 @@ def run_mlco(
     optimise: Optimise,
     gradient_losses: GradientLosses,
     shard: Shard,
-    combiner: Combine = combine,
+    combiner: Combine | None = None,
 ) -> MLCOResult:
     """Run the plan: per-seed stages each followed by a combination, then the final stage from the latest one.
 
     Every seed runs the same stages, so `optimise` may advance them together (see `bench.engine.seed_group`).
-    `combiner` is `combine` (MLCO) or `first_seed` (the ablation without the combination).
+    `combiner` replaces `combine` (None: MLCO's own), e.g. by `first_seed` for the ablation without it.
     """
+    combiner = combine if combiner is None else combiner
     if len(plan) < 2 or plan[-1].per_seed or not all(stage.per_seed for stage in plan[:-1]):
         raise ValueError("an MLCO plan is per-seed stages followed by one final stage")
     seeds = list(seeds)

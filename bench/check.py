@@ -312,7 +312,7 @@ def _imitated_runs(suite: Path, only: Sequence[str] | None, settings: Sequence[s
     values, seconds = {}, {}
     for setting in settings:
         target = folder / f"{setting}.json"
-        env = {**os.environ, **kernels.KERNELS[setting], "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        env = kernels.imitating(setting, folder / f"{setting}-cache")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
         command = [sys.executable, "-m", "bench", "check", "--suite", str(suite), "--reference", str(target),
                    "--update", "--imitate", "none"] + (["--only", ",".join(only)] if only else [])  # fmt: skip
@@ -364,11 +364,11 @@ def run_check(
     try:
         with tempfile.TemporaryDirectory() as tmp:
             records = run_cells(cells, Path(out_dir or tmp), options)
+        machine = kernels.machine()  # the gate's machine: one thread
     finally:
         torch.set_num_threads(threads)
     by_key = {id(cell): record for cell, record in zip(cells, records)}
     per_entry = {e.key: [by_key[id(c)] for c in e.cells] for e in entries}
-    machine = kernels.machine()
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
 
     if update:

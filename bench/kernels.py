@@ -35,6 +35,15 @@ VARIABLES = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA")
 LADDER = ("default", "avx2", "avx512")
 
 
+def imitating(setting: str, cache: Path) -> dict[str, str]:
+    """The environment of a process computing with `setting`'s kernels (see `KERNELS`), on one thread.
+
+    `cache` is its own cache folder ($BENCH_CACHE): models trained and mean images computed with this CPU's
+    kernels would otherwise stand in for the ones the imitated CPU computes itself.
+    """
+    return {**os.environ, **KERNELS[setting], "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "BENCH_CACHE": str(cache)}
+
+
 def capability() -> str:
     """ATen's kernel capability in this process, lower case (e.g. "avx512"; "default" for plain code)."""
     return torch.backends.cpu.get_cpu_capability().lower()

@@ -28,7 +28,8 @@ SCALE = [
                                      "--budget", "1", "--attacks", "noise,dlg"]),  # fmt: skip
     (r"bench run .*--models resnet18", ["--budget", "1", "--seeds", "0", "--batch-sizes", "2", "--image-size", "16"]),
     (r"bench run", ["--budget", "1", "--seeds", "0"]),
-    (r"bench check", ["--only", "noise,llg"]),
+    (r"bench check --suite", []),  # the user's gate on the README's my_sweep.yaml: small as it is
+    (r"bench check", ["--only", "idlg,llg"]),
 ]
 MY_SWEEP = "name: custom\nattacks: [noise]\nmodels: [lenet]\nimage_size: 16\nbatch_sizes: [2]\n"  # the README's my_sweep.yaml
 

@@ -1,0 +1,202 @@
+"""The quality gate's false alarms and power, measured, as a Markdown page (leaderboard/check.md).
+
+False alarms: the shipped gate (`bench check`) run here and with other CPUs' kernels imitated, each in a fresh
+process (the kernels are chosen when the libraries start): the two settings the reference's minimum effects
+were measured with, and four it never saw (one library's variable at a time). Power: weakened variants of the
+gated methods (`bench.check_variants`) and the whole suite at 3/10 of its budgets, each of which must fail.
+Every run's verdicts are kept in `--work` (default `runs/check-study`), so an interrupted study resumes.
+
+    python scripts/check_study.py --out leaderboard/check.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench import kernels  # noqa: E402
+
+# name -> (kernel variables, whether the reference's minimum effects were measured with it)
+SETTINGS: dict[str, tuple[dict[str, str], bool]] = {
+    "native": ({}, False),
+    "avx2": (kernels.KERNELS["avx2"], True),
+    "default": (kernels.KERNELS["default"], True),
+    "aten-avx2": ({"ATEN_CPU_CAPABILITY": "avx2"}, False),
+    "aten-default": ({"ATEN_CPU_CAPABILITY": "default"}, False),
+    "mkl-compatible": ({"MKL_CBWR": "COMPATIBLE"}, False),
+    "onednn-sse41": ({"ONEDNN_MAX_CPU_ISA": "SSE41"}, False),
+}
+# name -> (run_check keyword arguments, what is weakened)
+WEAKENINGS: dict[str, tuple[dict, str]] = {
+    "budget-x0.3": ({"budget_scale": 0.3, "only": ["dlg", "idlg", "inverting-gradients", "gradinversion", "e2egi"]},
+                    "every attack at 3/10 of its budget"),
+}  # fmt: skip
+
+
+def _weakenings() -> dict[str, tuple[dict, str]]:
+    from bench.check_variants import RANDOM_LABELS, WEAKENED
+
+    found = dict(WEAKENINGS)
+    for variant, (base, what) in WEAKENED.items():
+        found[variant] = ({"only": [base], "stand_ins": {base: variant}}, f"{base}: {what}")
+    for method in ("llg", "ilrg", "e2egi"):
+        found[f"{method}-random-labels"] = (
+            {"only": [method], "stand_ins": {method: RANDOM_LABELS}},
+            f"label method {method} replaced by uniformly random labels",
+        )
+    return found
+
+
+def verdicts_json(**options) -> dict:
+    """Run the gate in this process and return its verdicts and time as plain data."""
+    from bench.check import run_check
+    from bench.check_variants import register_weakened
+
+    register_weakened()
+    result = run_check(**options)
+    return {
+        "machine": result.machine,
+        "wall_s": result.wall_s,
+        "cpu_s": result.cpu_s,
+        "runs": result.runs,
+        "verdicts": [
+            {"entry": v.label, "metric": v.metric, "regressed": v.regressed, "note": v.note,
+             **({"drop": v.judgement.drop, "p": v.judgement.p_value, "min_effect": v.judgement.min_effect} if v.judgement else {})}
+            for v in result.verdicts
+        ],
+    }  # fmt: skip
+
+
+def _measure(work: Path, name: str, env: dict[str, str], options: dict) -> dict:
+    target = work / f"{name}.json"
+    if target.is_file():
+        return json.loads(target.read_text())
+    child_env = {**os.environ, **env, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "BENCH_CACHE": str(work / f"{name}-cache")}
+    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    print(f"{name} ...", flush=True)
+    subprocess.run(
+        [sys.executable, __file__, "--child", str(target), "--options", json.dumps(options)],
+        env=child_env, check=True, cwd=ROOT,
+    )  # fmt: skip
+    return json.loads(target.read_text())
+
+
+def _cell(v: dict) -> str:
+    if "drop" not in v:
+        return "**REGRESSED**" if v["regressed"] else "ok"
+    text = f"{v['drop']:+.2f} (p {v['p']:.2g})"
+    return f"**REGRESSED** {text}" if v["regressed"] else f"ok {text}"
+
+
+def render(false_alarms: dict[str, dict], power: dict[str, tuple[dict, str]], reference: dict) -> str:
+    settings = list(false_alarms)
+    lines = [
+        "# The quality gate: false alarms and power",
+        "",
+        "Rendered by `python scripts/check_study.py --out leaderboard/check.md` (the gate is `python -m bench check`,",
+        "`bench/check.py`; its rule is `bench/check_rule.py`). The reference (`bench/presets/check/reference.json`)",
+        f"was made on {reference['machine']['cpu']} ({reference['machine']['cpu_capability']} kernels), commit "
+        f"{str(reference.get('commit'))[:10]}, one thread.",
+        "",
+        "## The rule",
+        "",
+        f"- Regressed: {reference['rule']['regressed']}.",
+        f"- Minimum effect: {reference['rule']['min_effect']}.",
+        "",
+        "## Entries and their measured spread",
+        "",
+        "| entry | metric | seeds | reference mean ± sd | largest mean drop (imitated) | 0.9 quantile of per-seed drops | min effect |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, entry in reference["entries"].items():
+        for metric, s in entry["metrics"].items():
+            lines.append(
+                f"| {key.rsplit(' | ', 1)[0]} | {metric} | {len(entry['seeds'])} | {s['mean']:.3g} ± {s['sd']:.2g} | "
+                f"{_num(s.get('largest_mean_drop'))} | {_num(s.get('drop_quantile'))} | {s['min_effect']:.3g} |"
+            )
+    lines += [
+        "",
+        "## False alarms: unchanged code with other CPUs' kernels",
+        "",
+        "Each cell: the mean drop against the reference (positive: worse) and the p-value of the rule's test.",
+        "Settings marked † measured the minimum effects (so they pass by construction); the others are held out.",
+        "",
+        "| entry | metric | " + " | ".join(f"{s}{' †' if SETTINGS[s][1] else ''}" for s in settings) + " |",
+        "|---|---|" + "---|" * len(settings),
+    ]
+    first = false_alarms[settings[0]]["verdicts"]
+    for i, v in enumerate(first):
+        cells = [_cell(false_alarms[s]["verdicts"][i]) for s in settings]
+        lines.append(f"| {v['entry']} | {v['metric']} | " + " | ".join(cells) + " |")
+    regressions = {s: sum(v["regressed"] for v in r["verdicts"]) for s, r in false_alarms.items()}
+    lines += [
+        "| **regressions** | | " + " | ".join(str(regressions[s]) for s in settings) + " |",
+        "| kernels (ATen) | | " + " | ".join(false_alarms[s]["machine"]["cpu_capability"] for s in settings) + " |",
+        "| wall / CPU s | | " + " | ".join(f"{false_alarms[s]['wall_s']:.0f} / {false_alarms[s]['cpu_s']:.0f}" for s in settings) + " |",
+        "",
+        "Kernel variables of each setting: " + "; ".join(
+            f"{s}: " + (", ".join(f"{k}={v}" for k, v in SETTINGS[s][0].items()) or "none") for s in settings
+        ) + ".",
+        "",
+        "## Power: weakened methods must fail",
+        "",
+        "| weakened | what | caught | regressed entries (mean drop, p) | entries that passed |",
+        "|---|---|---|---|---|",
+    ]  # fmt: skip
+    for name, (result, what) in power.items():
+        caught = [v for v in result["verdicts"] if v["regressed"]]
+        passed = [v for v in result["verdicts"] if not v["regressed"] and v["metric"] in ("psnr_gain", "label_acc")]
+        lines.append(
+            f"| {name} | {what} | {'yes' if caught else '**no**'} | "
+            + "; ".join(f"{v['entry']} {v['metric']} ({v.get('drop', 0):+.2f}, p {v.get('p', 0):.2g})" for v in caught)
+            + " | " + ("; ".join(f"{v['entry']} {v['metric']}" for v in passed) or "-") + " |"
+        )  # fmt: skip
+    native = false_alarms[settings[0]]
+    lines += [
+        "",
+        f"## Time",
+        "",
+        f"The whole gate here: {native['runs']} runs in {native['wall_s']:.0f} s wall, {native['cpu_s']:.0f} s CPU "
+        f"(one thread; {native['machine']['cpu']}, shared with other work while measured).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="leaderboard/check.md")
+    parser.add_argument("--work", default="runs/check-study", help="folder keeping each run's verdicts (resume)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        Path(args.child).write_text(json.dumps(verdicts_json(**json.loads(args.options)), indent=1))
+        return 0
+    from bench.check import load_reference
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    reference = load_reference()
+    false_alarms = {name: _measure(work, name, env, {}) for name, (env, _) in SETTINGS.items()}
+    power = {
+        name: (_measure(work, f"weak-{name}", {}, options), what) for name, (options, what) in _weakenings().items()
+    }
+    Path(args.out).write_text(render(false_alarms, power, reference))
+    print(f"written {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
