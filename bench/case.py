@@ -145,6 +145,11 @@ class Secret:
     sources: tuple[str, ...] = ()
     facts: dict = field(default_factory=dict)
 
+    @property
+    def items(self) -> frozenset[int]:
+        """The dataset items the clients' images were cut from (`sources` reads "dataset#item@crop_seed")."""
+        return frozenset(int(source.split("#", 1)[1].split("@", 1)[0]) for source in self.sources)
+
 
 # ---- files -------------------------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from typing import Any, Callable, ClassVar
 import torch
 
 from bench.errors import BenchError
-from bench.privacy import epsilon
+from bench.privacy import epsilon, steps_per_image
 from bench.registry import Registry
 
 Tensors = dict[str, torch.Tensor]
@@ -44,9 +44,20 @@ class Defense:
         """The update as the client shares it."""
         return update
 
-    def privacy(self, local_batch_size: int, local_steps: int) -> dict[str, float]:
-        """The privacy budget the defense certifies for one client's update ({} when it certifies none)."""
+    def privacy(self, batch_size: int, local_batch_size: int, local_steps: int) -> dict[str, float]:
+        """The privacy budget the defense certifies for one client's update ({} when it certifies none): a
+        batch of `batch_size` images trained on in `local_steps` steps of `local_batch_size`."""
         return {}
+
+    def refusal(self, batch_size: int) -> str | None:
+        """Why a client batch of `batch_size` images cannot be defended so, or None."""
+        return None
+
+    def replayed(self, update: Tensors) -> Tensors:
+        """What an attacker reproduces of the defense on one dummy client's update before the clients' updates
+        are averaged: the defense itself where it is a public rule without random draws that gradients pass
+        (pruning), else nothing (noise and DP draws are unknown; quantisation and sign pass no gradient)."""
+        return update
 
     @property
     def zeros_visible(self) -> bool:
@@ -93,9 +104,10 @@ class DPSGD(Defense):
     """Every local step: per-sample gradients clipped to norm `clip`, summed, N(0, sigma^2 clip^2 I) added,
     scaled as the client's loss scales a sum of per-sample losses (1/b for the mean).
 
-    Accounting (Opacus RDP): sampling rate q = b / data_size (b the local batch), over `rounds` rounds of
-    the client's local steps, at `delta`. The default of one round is the budget of the attacked update alone;
-    data_size defaults to CIFAR-10's 50,000 training images.
+    Accounting (bench.privacy, dp-accounting's RDP accountant): per round the client's batch of B images
+    is sampled from its data at q = B / data_size and each image meets m = ceil(n b / B) of the n noisy
+    local steps of b images; the rounds compose. The default of one round is the budget of the attacked
+    update alone; data_size defaults to CIFAR-10's 50,000 training images.
     """
 
     per_sample: ClassVar[bool] = True
@@ -114,8 +126,14 @@ class DPSGD(Defense):
         std = self.sigma * self.clip
         return {n: (s + std * torch.randn(s.shape, generator=generator).to(s)) * scale for n, s in clipped_sum.items()}
 
-    def privacy(self, local_batch_size: int, local_steps: int) -> dict[str, float]:
-        spent = epsilon(self.sigma, local_batch_size / self.data_size, self.rounds * local_steps, self.delta)
+    def refusal(self, batch_size: int) -> str | None:
+        if batch_size > self.data_size:
+            return f"{self.spec()}: a client batch of {batch_size} images cannot come from data_size {self.data_size}"
+        return None
+
+    def privacy(self, batch_size: int, local_batch_size: int, local_steps: int) -> dict[str, float]:
+        m = steps_per_image(batch_size, local_batch_size, local_steps)
+        spent = epsilon(self.sigma, batch_size / self.data_size, m, self.rounds, self.delta)
         return {"epsilon": spent, "delta": self.delta}
 
 
@@ -148,6 +166,10 @@ class Prune(Defense):
         return self.ratio > 0
 
     def applied(self, update: Tensors, generator: torch.Generator) -> Tensors:
+        return self.replayed(update)
+
+    def replayed(self, update: Tensors) -> Tensors:
+        """The same rule on the dummy's own magnitudes: differentiable almost everywhere (mask times value)."""
         return {n: self._pruned(g) for n, g in update.items()}
 
     def _pruned(self, g: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import resource
 from pathlib import Path
 
 import torch
@@ -76,6 +77,7 @@ def check_scenario(scenario: Scenario, built: set[tuple[str, str | None]] | None
     dataset = open_dataset(scenario.dataset, scenario.data_path)
     num_classes = scenario.num_classes or dataset.num_classes
     arch = Architecture(scenario.model, num_classes, dataset.channels, scenario.image_size, scenario.model_options)
+    check_batch_memory(scenario, dataset.channels)
     if scenario.train_steps > 0:
         check_writable(default_cache_dir())  # trained weights are cached there ($BENCH_CACHE)
     built = set() if built is None else built
@@ -83,6 +85,32 @@ def check_scenario(scenario: Scenario, built: set[tuple[str, str | None]] | None
         check_model(arch, scenario)
         built.add((arch.key(), scenario.weights))
     sample_batch(dataset, scenario.batch_size, scenario.repetition, scenario.seed, num_classes, scenario.label_source)
+
+
+def memory_limit() -> int:
+    """Bytes this process may hold: the machine's memory, or the address-space limit when lower."""
+    limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return limit if soft == resource.RLIM_INFINITY else min(limit, soft)
+
+
+def check_batch_memory(scenario: Scenario, channels: int) -> None:
+    """Refuse, before sampling allocates anything, a batch whose pixels alone exceed the memory this process
+    may hold (the client needs its activations on top)."""
+    images = scenario.threat.update.clients * scenario.batch_size
+    needed = images * channels * scenario.image_size**2 * 4  # float32 pixels
+    limit = memory_limit()
+    if needed > limit:
+        raise BenchError(
+            f"batch size {scenario.batch_size}"
+            + (f" x {scenario.threat.update.clients} clients" if scenario.threat.update.clients > 1 else "")
+            + f" at {scenario.image_size} px needs {_gib(needed)} for its images alone; this process may hold "
+            f"{_gib(limit)} of memory"
+        )
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:,.1f} GiB"
 
 
 def check_model(arch: Architecture, scenario: Scenario) -> None:

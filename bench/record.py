@@ -83,6 +83,12 @@ def record_problem(data: Any) -> str | None:
         return "has no scenario in its config"
     if data["status"] not in STATUSES:
         return f"has status {data['status']!r}, not one of {', '.join(STATUSES)}"
+    metrics = data.get("metrics", {})
+    if not isinstance(metrics, dict):
+        return f"holds metrics as a JSON {type(metrics).__name__}, not an object"
+    wrong = sorted(k for k, v in metrics.items() if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))))
+    if wrong:
+        return "has metric(s) that are not numbers: " + ", ".join(f"{k}={metrics[k]!r}" for k in wrong)
     return None
 
 

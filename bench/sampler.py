@@ -1,8 +1,9 @@
 """Target batches with an exact label repetition rate r = 1 - U/B (U = distinct labels in the batch).
 
-A request (B, r) uses U = round((1 - r) * B) classes (U >= 1); every chosen class gets one sample and the
-other B - U samples are spread over the chosen classes by a seeded draw. A request for repetition (r > 0)
-that would repeat no label (U = B, e.g. any r > 0 at B = 1) is refused rather than recorded as r.
+A request (B, r) uses U = round((1 - r) * B) classes; every chosen class gets one sample and the other
+B - U samples are spread over the chosen classes by a seeded draw. A rate no batch of B reaches is refused
+rather than recorded as r: a request for repetition (r > 0) that would repeat no label (U = B, e.g. any
+r > 0 at B = 1), and one above 1 - 1/B that would leave no label (U = 0, e.g. r = 0.96 at B = 8).
 
 Example:
     >>> batch = sample_batch(dataset, batch_size=8, repetition=0.5, seed=0)
@@ -43,7 +44,12 @@ def distinct_label_count(batch_size: int, repetition: float) -> int:
         raise BenchError(f"batch size must be at least 1, got {batch_size}")
     if not 0.0 <= repetition < 1.0:
         raise BenchError(f"label repetition rate must be in [0, 1), got {repetition}")
-    distinct = max(1, int(round((1.0 - repetition) * batch_size)))
+    distinct = int(round((1.0 - repetition) * batch_size))
+    if distinct < 1:
+        raise InfeasibleBatch(
+            f"repetition {repetition:g} at batch size {batch_size} leaves no label (U = round({(1.0 - repetition) * batch_size:.3g}) "
+            f"= 0; at most r = {1 - 1 / batch_size:.3g}); {achievable_rates(batch_size)}"
+        )
     if repetition > 0 and distinct == batch_size:
         raise InfeasibleBatch(
             f"repetition {repetition:g} at batch size {batch_size} repeats no label (it would achieve r = 0); "

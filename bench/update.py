@@ -88,11 +88,11 @@ class ClientUpdate:
                 f"{self.defense.name} needs per-sample gradients, which train-mode BatchNorm mixes across "
                 f"samples; set bn_mode: eval (Opacus likewise refuses BatchNorm)"
             )
-        return None
+        return self.defense.refusal(batch_size)
 
     def privacy(self, batch_size: int) -> dict[str, float]:
         """The defense's certified budget for this recipe ({} without one)."""
-        return self.defense.privacy(self.minibatch(batch_size), self.local_steps)
+        return self.defense.privacy(batch_size, self.minibatch(batch_size), self.local_steps)
 
     def to_dict(self) -> dict[str, Any]:
         """Canonical form: only what differs from the default, so older run ids stay unchanged; the local

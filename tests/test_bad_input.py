@@ -91,6 +91,12 @@ BATTERY: dict[str, tuple[list[str], str, dict[str, str]]] = {
     ),
     "repetition-unmeetable": ([*RUN, "--repetitions", "0.99", "--batch-sizes", "1"], "a batch of 1 can only have r = 0", {}),
     "repetition-rounds-to-none": ([*RUN, "--repetitions", "0.1"], "at B = 2 r can be 0, 0.5", {}),
+    "repetition-above-the-highest": (
+        [*RUN, "--repetitions", "0.99", "--batch-sizes", "8"], "leaves no label (U = round(0.08) = 0; at most r = 0.875)", {},
+    ),
+    "batch-beyond-memory": (
+        [*RUN, "--batch-sizes", "1000000000", "--repetitions", "0.99999999"], "GiB for its images alone", {},
+    ),
     "repetition-one": ([*RUN, "--repetitions", "1.0"], "repetitions[0]: Input should be less than 1", {}),
     "repetition-negative": ([*RUN, "--repetitions", "-0.1"], "repetitions[0]: Input should be greater than or equal to 0", {}),
     "repetition-text": ([*RUN, "--repetitions", "abc"], "repetitions[0]: Input should be a valid number", {}),
@@ -385,16 +391,18 @@ def test_skipped_record_files_are_named_and_counted(tmp_path: Path):
     for record in RECORDS.glob("*.json"):
         (runs / record.name).write_bytes(record.read_bytes())
     broken = {"list.json": "[1, 2]", "noconfig.json": json.dumps({k: v for k, v in RECORD.items() if k != "config"}),
-              "extra.json": json.dumps({**RECORD, "colour": "red"}), "cut.json": '{"schema": 1, "run'}  # fmt: skip
+              "extra.json": json.dumps({**RECORD, "colour": "red"}), "cut.json": '{"schema": 1, "run',
+              "word.json": json.dumps({**RECORD, "run_id": "w1", "metrics": {"psnr": "high", "ssim": 0.5}})}  # fmt: skip
     for name, text in broken.items():
         (runs / name).write_text(text)
     done = subprocess.run([sys.executable, "-m", "bench", "leaderboard", "--runs", str(runs)], capture_output=True,
                           text=True, cwd=Path(__file__).resolve().parents[1], timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
     notes = done.stderr.strip().splitlines()
-    assert len(notes) == 4 and all(line.startswith("note: skipped") for line in notes), notes
+    assert len(notes) == 5 and all(line.startswith("note: skipped") for line in notes), notes
     for name, why in [("list.json", "holds a JSON list"), ("noconfig.json", "lacks config"),
-                      ("extra.json", "unknown key(s) colour"), ("cut.json", "cannot read record")]:  # fmt: skip
+                      ("extra.json", "unknown key(s) colour"), ("cut.json", "cannot read record"),
+                      ("word.json", "metric(s) that are not numbers: psnr='high'")]:  # fmt: skip
         assert any(name in line and why in line for line in notes)
     footer = done.stdout.strip().splitlines()[-1]
-    assert footer.startswith(f"4 file(s) under {runs} skipped, not records:") and "list.json" in footer
+    assert footer.startswith(f"5 file(s) under {runs} skipped, not records:") and "list.json" in footer

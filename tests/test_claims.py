@@ -80,6 +80,16 @@ def test_margin_can_compare_other_settings_of_the_same_method():
     assert outcome.values == pytest.approx((6.0, 7.0, 8.0)) and outcome.versus == "repetition=0.75"
 
 
+def test_a_margin_between_different_cases_compares_gains_over_their_floors():
+    """Another repetition rate draws other batches with other floors (seed 0 of ig-repeated-labels: 11.66 and
+    9.84 dB): raw PSNR would count the floors' difference as the attack's."""
+    with pytest.raises(ValueError, match="use psnr_gain, not psnr"):
+        Measure("drop", "psnr", {"attack": "ig", "scenario.repetition": 0.0}, against=({"scenario.repetition": 0.5},))
+    Measure("drop", "psnr_gain", {"attack": "ig", "scenario.repetition": 0.0}, against=({"scenario.repetition": 0.5},))
+    Measure("margin", "psnr", {"attack": "e2egi"}, against=methods("attack", "e2egi-no-mlco"))  # one case each seed
+    assert all(m.metric not in ("psnr", "ssim") for c in CLAIMS for m in c.measures if m.compares_cases)
+
+
 def test_fraction_uses_the_exact_clopper_pearson_interval():
     measure = Measure("hits", "label_acc", {"label_method": "dlg"}, at_least=0.5, reproduced=Band(0.8, 1.0),
                       partly=Band(above=0.0))  # fmt: skip

@@ -19,7 +19,7 @@ from bench.defenses import DEFENSES, Defense, GaussianNoise, Half, Prune, Quanti
 from bench.errors import BenchError
 from bench.metrics import score
 from bench.per_sample import per_sample_gradients
-from bench.privacy import epsilon
+from bench.privacy import ORDERS, epsilon
 from bench.scenario import Scenario
 from bench.threat import ThreatModel
 from bench.update import ClientUpdate, functional_state
@@ -82,19 +82,52 @@ def test_dp_noise_has_the_stated_scale():
 
 
 @pytest.mark.parametrize("sigma, rate, steps, delta", [(1.0, 64 / 50_000, 1000, 1e-5), (0.5, 4 / 50_000, 1, 1e-5), (2.0, 0.01, 300, 1e-6)])
-def test_epsilon_equals_google_dp_accounting(sigma, rate, steps, delta):
+def test_fedsgd_epsilon_equals_opacus(sigma, rate, steps, delta):
+    """One noisy step per round (FedSGD): the budget Opacus's RDP accountant gives for `steps` steps."""
+    assert ORDERS == tuple(RDPAccountant.DEFAULT_ALPHAS)
+    opacus = RDPAccountant()
+    opacus.history = [(sigma, rate, steps)]
+    assert epsilon(sigma, rate, 1, steps, delta) == pytest.approx(opacus.get_epsilon(delta=delta), rel=1e-9)
+
+
+def _independent_round_epsilon(sigma: float, q: float, m: int, rounds: int, delta: float) -> float:
+    """The round's mechanism without the event structure: m Gaussian steps on the same sampled batch are one
+    Gaussian of noise multiplier sigma / sqrt(m) (Gaussians compose by adding 1 / sigma^2)."""
     accountant = rdp.RdpAccountant(orders=RDPAccountant.DEFAULT_ALPHAS)
-    accountant.compose(dp_accounting.PoissonSampledDpEvent(rate, dp_accounting.GaussianDpEvent(sigma)), steps)
-    assert epsilon(sigma, rate, steps, delta) == pytest.approx(accountant.get_epsilon(delta), rel=1e-9)
+    event = dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(sigma / math.sqrt(m)))
+    accountant.compose(event, rounds)
+    return accountant.get_epsilon(delta)
 
 
-def test_recorded_epsilon_is_that_of_the_local_steps_and_rounds():
-    """q = b / data_size over rounds x local steps; with sigma = 0 there is no finite epsilon."""
+@pytest.mark.parametrize(
+    "sigma, B, b, n, expected",
+    [(1.0, 4, 2, 5, 1.435), (1.0, 4, 4, 5, 2.549), (1.0, 8, 2, 10, 1.568), (0.5, 4, 1, 8, 4.291)],
+)
+def test_fedavg_epsilon_counts_each_image_once_sampled_and_m_times_noised(sigma, B, b, n, expected):
+    """FedAvg over one fixed batch: the batch is sampled once (q = B / N), each image meets m = ceil(n b / B)
+    steps. Accounting n independent steps at b / N instead gave 0.392, 0.422, 0.397 and 1.759 here."""
+    dp = parse_defense(f"dp(clip=1, sigma={sigma}, data_size=50000)")
+    spent = dp.privacy(B, b, n)["epsilon"]
+    assert spent == pytest.approx(expected, abs=5e-4)
+    assert spent == pytest.approx(_independent_round_epsilon(sigma, B / 50_000, math.ceil(n * b / B), 1, 1e-5), rel=1e-6)
+    understated = epsilon(sigma, b / 50_000, 1, n, 1e-5)  # the old accounting: n independent steps at b / N
+    assert spent > 2 * understated
+
+
+def test_recorded_epsilon_is_that_of_the_batch_the_local_steps_and_rounds():
+    """q = B / data_size, m = ceil(n b / B) steps per image, over `rounds`; with sigma = 0 no finite epsilon."""
     update = ClientUpdate(local_steps=3, local_batch_size=2, defense=parse_defense("dp(clip=1, sigma=1.5, data_size=1000, rounds=7)"))
     _, secret = simulate(Scenario(**EVAL_CONVNET, threat=ThreatModel(update=update)))
-    assert secret.facts["epsilon"] == pytest.approx(epsilon(1.5, 2 / 1000, 21, 1e-5), rel=1e-12)
+    batch = EVAL_CONVNET["batch_size"]
+    m = math.ceil(3 * 2 / batch)
+    assert secret.facts["epsilon"] == pytest.approx(_independent_round_epsilon(1.5, batch / 1000, m, 7, 1e-5), rel=1e-6)
     assert secret.facts["delta"] == 1e-5 and 0 < secret.facts["cosine_to_undefended"] < 1
-    assert parse_defense("dp(clip=1, sigma=0)").privacy(4, 1)["epsilon"] == math.inf
+    assert parse_defense("dp(clip=1, sigma=0)").privacy(4, 4, 1)["epsilon"] == math.inf
+
+
+def test_dp_refuses_a_batch_larger_than_its_data():
+    update = ClientUpdate(defense=parse_defense("dp(clip=1, sigma=1, data_size=2)"))
+    assert "data_size 2" in update.refusal(4, "eval")
 
 
 def test_dp_refuses_train_mode_batchnorm_with_one_line():

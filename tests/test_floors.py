@@ -12,8 +12,9 @@ import torch
 from bench.attack import ATTACKS, create_attack
 from bench.client import simulate
 from bench.data import mean as mean_module
+from bench.data import open_dataset
 from bench.data.mean import mean_image, sample_mean
-from bench.floors import FLOORS, floor_metrics, floor_psnrs
+from bench.floors import FLOORS, floor_metrics, floor_psnrs, floor_reconstruction
 from bench.leaderboard.aggregate import reference_role
 from bench.metrics import MetricConfig, psnr
 from bench.normalization import Normalization
@@ -34,12 +35,26 @@ def _case(labels_known: bool = False, seed: int = 4):
 def test_floor_psnrs_equal_a_direct_computation():
     case, secret = _case()
     grey = psnr(secret.images, torch.full_like(secret.images, 0.5)).mean().item()
-    mean = mean_image("embedded", None, 16)
+    assert len(secret.items) == 3 and secret.items <= set(range(len(open_dataset("embedded", None).labels)))
+    mean = mean_image("embedded", None, 16, secret.items)
     assert mean.shape == (3, 16, 16)
     averaged = psnr(secret.images, mean.expand_as(secret.images)).mean().item()
     floors = floor_psnrs(case, secret)
     assert floors == pytest.approx({"prior-grey": grey, "prior-mean": averaged}, abs=1e-9)
     assert grey != pytest.approx(averaged, abs=0.1)  # two different floors, not one computed twice
+
+
+def test_the_mean_floor_leaves_the_clients_own_images_out():
+    """The attacker knows the data, not the client's images: with them in the mean (5-7% of it on the
+    embedded set) the floor scores the client's own image and rises."""
+    case, secret = _case()
+    whole = mean_image("embedded", None, 16)
+    without = mean_image("embedded", None, 16, secret.items)
+    assert (whole - without).abs().max() > 0.01
+    scored = floor_psnrs(case, secret)["prior-mean"]
+    with_own = psnr(secret.images, whole.expand_as(secret.images)).mean().item()
+    assert scored == pytest.approx(psnr(secret.images, without.expand_as(secret.images)).mean().item(), abs=1e-9)
+    assert with_own > scored  # the client's own images in the mean flatter the floor
 
 
 def test_prior_attacks_ignore_the_gradient_and_return_labels_only_when_given():
@@ -71,7 +86,7 @@ def test_every_attack_record_carries_its_gain_over_the_stronger_floor(tmp_path: 
         case, secret = simulate(Scenario.from_dict(next(r for r in records if r.config["scenario"]["batch_size"] == batch_size).config["scenario"]))
         direct = {
             "prior-grey": psnr(secret.images, torch.full_like(secret.images, 0.5)).mean().item(),
-            "prior-mean": psnr(secret.images, mean_image("embedded", None, 16).expand_as(secret.images)).mean().item(),
+            "prior-mean": psnr(secret.images, mean_image("embedded", None, 16, secret.items).expand_as(secret.images)).mean().item(),
         }
         strongest = max(direct.values())
         for attack, m in metrics.items():
@@ -81,6 +96,7 @@ def test_every_attack_record_carries_its_gain_over_the_stronger_floor(tmp_path: 
             assert m["psnr_gain"] == pytest.approx(m["psnr"] - strongest, abs=1e-9), attack
         # the floor rows are the same numbers as the floors recorded beside every attack
         assert metrics["prior-grey"]["psnr"] == pytest.approx(direct["prior-grey"], abs=1e-9)
+        assert metrics["prior-mean"]["psnr"] == pytest.approx(direct["prior-mean"], abs=1e-9)  # the leave-out mean
         assert max(metrics["prior-grey"]["psnr_gain"], metrics["prior-mean"]["psnr_gain"]) == pytest.approx(0.0, abs=1e-9)
         assert metrics["noise"]["psnr_gain"] < -5  # random start is far below the floor
 
@@ -129,3 +145,28 @@ def test_the_mean_image_is_cached_on_disk(tmp_path: Path, monkeypatch):
     assert calls == [1] and torch.equal(first, second)
     assert len(list((tmp_path / "means").glob("*.safetensors"))) == 1
     mean_image.cache_clear()
+
+
+def test_the_mean_leaves_out_excluded_items_and_classes():
+    data = TwoClasses()
+    assert torch.equal(sample_mean(data, size=4, exclude=frozenset({3})), torch.zeros(1, 4, 4))  # no white left
+    half = sample_mean(data, size=4, exclude=frozenset({0, 1}))  # one black item left: classes still balanced
+    assert abs(half[0, 0, 0].item() - 0.5) < 0.05
+    assert sample_mean(data, size=4, exclude=frozenset({0, 1, 2, 3})) is None
+    assert torch.equal(sample_mean(data, size=4, exclude=frozenset()), sample_mean(data, size=4))
+
+
+def test_a_mean_floor_with_no_item_left_is_the_grey_image(monkeypatch):
+    case, secret = _case()
+    monkeypatch.setattr("bench.floors.mean_image", lambda *args: None)
+    rec = floor_reconstruction("prior-mean", case, secret)
+    assert torch.equal(rec.images, torch.full_like(secret.images, 0.5))
+
+
+def test_scoring_by_lpips_pairing_still_scores_the_floors():
+    """A floor repeats one image: its pairing is by MSE whatever the attacks' (LPIPS pairing needs LPIPS,
+    which floors do not compute)."""
+    case, secret = _case()
+    by_mse = floor_psnrs(case, secret)
+    by_lpips = floor_psnrs(case, secret, MetricConfig(pairing="lpips", lpips=True))
+    assert by_lpips == by_mse

@@ -28,6 +28,8 @@ from bench.models import MODELS, Architecture, batchnorm_layers, build_model, cl
 from bench.normalization import Normalization
 from bench.sampler import distinct_label_count, label_counts
 from bench.threat import ThreatModel
+from bench.defenses import parse_defense
+from bench.update import ClientUpdate
 
 load_methods()
 
@@ -300,9 +302,9 @@ def test_ilrg_rounding_fixes_the_total_one_unit_at_a_time():
     assert ilrg.round_counts(torch.tensor([2.6, 2.6, 2.6, 0.2], dtype=torch.float64), 8).tolist() == [2, 3, 3, 0]
     # all clipped to zero: one unit at a time to the counts rounded down the most
     assert ilrg.round_counts(torch.tensor([-1.0, 0.4, 0.3], dtype=torch.float64), 3).tolist() == [1, 1, 1]
-    # the authors' rule: a count that rounds above B is a failed estimate and becomes 0 (a clamp gave B)
-    counts = torch.tensor([67.95, 3.2, 1.4, -0.6, 58.6], dtype=torch.float64)
-    assert ilrg.round_counts(counts, 64).tolist() == [0, 3, 2, 0, 59]
+    # a count above B is clamped to B: a batch of one class keeps its class (the authors' code zeroes it)
+    assert ilrg.round_counts(torch.tensor([16.8, 0.3, -0.4, 0.2], dtype=torch.float64), 16).tolist() == [16, 0, 0, 0]
+    assert zeroed_above_b(torch.tensor([16.8, 0.3, -0.4, 0.2], dtype=torch.float64), 16).tolist() == [4, 4, 4, 4]
 
 
 def test_llg_star_estimate_equals_full_backward_passes_on_dummy_batches():
@@ -616,9 +618,9 @@ def ilrg_case_accuracy(case: Case, secret, outlier_ratio: float, rounding) -> fl
     return count_accuracy(secret.labels, torch.repeat_interleave(torch.arange(case.num_classes), counts))
 
 
-def clamped_to_b(counts: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """The old rule: a count above B clamped to B, then the same rounding."""
-    return ilrg.round_counts(counts.clamp(max=batch_size), batch_size)
+def zeroed_above_b(counts: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """The authors' rule, completed to B labels: a count that rounds above B becomes 0, then the same rounding."""
+    return ilrg.round_counts(torch.where(counts.round() > batch_size, torch.zeros_like(counts), counts), batch_size)
 
 
 def test_ilrg_on_a_near_zero_bias_gradient_of_an_untrained_resnet18():
@@ -629,7 +631,26 @@ def test_ilrg_on_a_near_zero_bias_gradient_of_an_untrained_resnet18():
     _, bias_grad = case.classifier_gradients()
     assert int(bias_grad.abs().argmin()) == 93 and abs(float(bias_grad[93])) < 2e-4
     assert float(ilrg.estimate_counts(case, float("inf"))[93]) > 64
-    # measured: clamped 0.078; the authors' zero rule alone 0.906; with the guard 1.0
-    assert ilrg_case_accuracy(case, secret, float("inf"), clamped_to_b) < 0.1
-    assert 0.85 <= ilrg_case_accuracy(case, secret, float("inf"), ilrg.round_counts) < 0.95
+    # measured: without the guard, clamped 0.078 and the authors' zero rule 0.906; with the guard 1.0
+    assert ilrg_case_accuracy(case, secret, float("inf"), ilrg.round_counts) < 0.1
+    assert 0.85 <= ilrg_case_accuracy(case, secret, float("inf"), zeroed_above_b) < 0.95
     assert count_accuracy(secret.labels, recover_labels("ilrg", case)) == 1.0
+
+
+@pytest.mark.parametrize("seed, clamped", [(0, 0.875), (3, 1.0), (5, 0.9375)])
+def test_ilrg_keeps_a_one_class_batch_whose_count_lands_above_b(seed, clamped):
+    """Trained LeNet on digits, B = 16 images of one class through noise(0.05): the least-squares count of the
+    class is 16.8-17.4. Zeroing it (the authors' rule) hands its 16 labels to ten absent classes, 0.0625."""
+    from bench.client import simulate
+    from bench.scenario import Scenario
+
+    update = ClientUpdate(defense=parse_defense("noise(0.05)"))
+    scenario = Scenario(
+        model="lenet", dataset="digits", image_size=16, batch_size=16, repetition=15 / 16, seed=seed, model_seed=0,
+        train_steps=100, threat=ThreatModel(update=update),
+    )  # fmt: skip
+    case, secret = simulate(scenario)
+    counts = ilrg.estimate_counts(case)
+    assert 16 < float(counts.max()) < 17.5 and int(counts.argmax()) == int(secret.labels[0])
+    assert ilrg_case_accuracy(case, secret, ilrg.OUTLIER_RATIO, zeroed_above_b) == 0.0625
+    assert count_accuracy(secret.labels, recover_labels("ilrg", case)) == pytest.approx(clamped)

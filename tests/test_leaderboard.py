@@ -474,3 +474,25 @@ def test_plots_follow_the_views_of_the_tables(runs: Path, tmp_path: Path):
     write_leaderboard(runs, format="md", plots_dir=tmp_path / "plots", views=views_for(["lpips"], "batch_size"))
     names = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
     assert names and all(name.startswith("lpips-vs-B-") for name in names)
+
+
+def test_columns_are_headed_with_the_repetition_rate_the_runs_achieved():
+    """r = 0.9 at B = 8 leaves round(0.8) = 1 label: the runs achieve 0.875, and the column says so."""
+
+    def achieved(record: Record, rate: float) -> Record:
+        record.batch = {"repetition_achieved": rate}
+        return record
+
+    runs = [
+        achieved(make_record("llg", 8, s, metrics={"label_acc": 1.0}, repetition=r, track="label_method"), a)
+        for s in (0, 1) for r, a in ((0.0, 0.0), (0.5, 0.5), (0.9, 0.875))
+    ]  # fmt: skip
+    runs.append(make_record("llg", 8, 2, status="skipped", repetition=0.9, track="label_method"))  # no batch drawn
+    (over_r,) = aggregate(runs, rows="label_method", columns="repetition", metric="label_acc")
+    assert over_r.headers()[1:4] == ["r=0", "r=0.5", "r=0.875"]
+    over_b = aggregate(
+        [achieved(make_record("dlg", b, 0, metrics={"psnr": 1.0}, repetition=0.9), a) for b, a in ((8, 0.875), (32, 0.90625), (10, 0.9))]
+    )[0]
+    assert over_b.headers()[1:4] == ["B=8 (r=0.875)", "B=10", "B=32 (r=0.906)"]
+    older = aggregate([make_record("dlg", 8, 0, metrics={"psnr": 1.0}, repetition=0.9)], columns="repetition")[0]
+    assert older.headers()[1] == "r=0.9"  # a record without the achieved rate keeps the requested one

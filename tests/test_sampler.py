@@ -18,7 +18,11 @@ class FakeSource:
 @pytest.mark.parametrize("batch_size", [1, 2, 8, 16, 32, 64, 100, 256])
 @pytest.mark.parametrize("repetition", [0.0, 0.25, 0.5, 0.75, 0.9, 0.96])
 def test_exact_distinct_count(batch_size, repetition):
-    expected = max(1, round((1 - repetition) * batch_size))
+    expected = round((1 - repetition) * batch_size)
+    if expected == 0:  # a rate above 1 - 1/B would leave no label: refused, never run at 1 - 1/B instead
+        with pytest.raises(BenchError, match=rf"leaves no label .* at most r = {1 - 1 / batch_size:.3g}\); (at B = {batch_size}|a batch of 1)"):
+            sample_batch(FakeSource(), batch_size, repetition, seed=7, num_classes=300, label_source="model")
+        return
     if repetition > 0 and expected == batch_size:  # asks for repetition, would get none: refused
         with pytest.raises(BenchError, match=f"repeats no label .* at B = {batch_size}|batch of 1 can only"):
             sample_batch(FakeSource(), batch_size, repetition, seed=7, num_classes=300, label_source="model")

@@ -6,7 +6,9 @@ Building blocks for matching FedAvg, aggregated and pruned updates (the recipe: 
   steps, minibatch order, batch size and learning rate), averaged; differentiable w.r.t. the dummy images,
   through every local step (Geiping et al. 2020, Sec. 5).
 - `visible_mask`: the entries a pruning defense zeroed, read off the shared update (zeros are visible);
-  `bench.engine.distances.masked` compares only the entries that survived.
+  `bench.engine.distances.masked` compares only the entries that survived. With one client that mask is
+  the client's own; with K clients it is only the union of theirs, so each dummy client's update is pruned
+  by the public rule itself (`Defense.replayed`, the dummy's own smallest entries) before the mean.
 - `gradient_units`: the known factor that puts an update on a gradient's scale (FedAvg's delta over n steps at
   learning rate tau is n tau times the mean step gradient), so the attacks' distances, weights, stopping
   thresholds and L-BFGS tolerances, set for a gradient, mean the same for a weight difference.
@@ -51,7 +53,10 @@ def dummy_update(
         images = slice(k * size, (k + 1) * size)
         # a copy per client: train-mode BN writes its running statistics, which no step reads
         step = gradient_step(model, {n: t.clone() for n, t in constants.items()}, loss, create_graph)
-        shares.append(trained_delta(weights, inputs[images], targets[images], update, step))
+        delta = trained_delta(weights, inputs[images], targets[images], update, step)
+        # each client prunes its own update before the server averages: the attacker does the same to each
+        # dummy client (one client's pruning is matched exactly by the visible mask alone, see visible_mask)
+        shares.append(delta if update.clients == 1 else update.defense.replayed(delta))
     return list(mean_update(shares).values())
 
 

@@ -204,6 +204,20 @@ class Table:
     commits: tuple[tuple[str, int], ...]
     devices: tuple[tuple[str, int], ...]
     facts: tuple[ColumnFacts, ...] = ()  # per column; () when no record carries update facts
+    achieved: tuple[tuple[float, ...], ...] = ()  # per column: the repetition rates its runs achieved
+
+    def column_text(self, index: int) -> str:
+        """The column's heading: a repetition rate as the runs achieved it (r = 0.9 at B = 8 runs at
+        0.875), and beside another axis's value the achieved rate where it is not the group's fixed one."""
+        column = self.columns[index]
+        rates = self.achieved[index] if self.achieved else ()
+        rate = f"{rates[0]:.3g}" if len(rates) == 1 else None
+        if self.column_axis == "repetition":
+            return axis_text("repetition", column) if rate is None or math.isclose(rates[0], column) else f"r={rate}"
+        fixed = dict(self.group.fixed).get("repetition")
+        if rate is None or fixed is None or math.isclose(rates[0], fixed):
+            return axis_text(self.column_axis, column)
+        return f"{axis_text(self.column_axis, column)} (r={rate})"
 
     @property
     def arrow(self) -> str:
@@ -229,7 +243,7 @@ class Table:
 
     def headers(self) -> list[str]:
         first = f"{ROW_AXES[self.row_axis]} ({self.metric} {self.arrow})"
-        return [first, *(axis_text(self.column_axis, c) for c in self.columns), "s/run", "total h"]
+        return [first, *(self.column_text(i) for i in range(len(self.columns))), "s/run", "total h"]
 
     def text_rows(self, mark_floor: bool = True) -> list[list[str]]:
         """Each row's cells as text, then the fact rows; `mark_floor=False` leaves out the * (the site
@@ -401,7 +415,14 @@ def _table(group: Group, runs: list[Record], rows: str, columns: str, metric: st
         _counted(_short_commit(r.environment.get("git_commit")) for r in runs),
         _counted(str(r.environment.get("device") or "unknown") for r in runs),
         _facts(column_values, by_column),
+        tuple(_achieved(by_column[c]) for c in column_values),
     )
+
+
+def _achieved(runs: list[Record]) -> tuple[float, ...]:
+    """The distinct repetition rates the runs' batches achieved (runs skipped before sampling have none)."""
+    rates = {round(float(r.batch["repetition_achieved"]), 12) for r in runs if "repetition_achieved" in (r.batch or {})}
+    return tuple(sorted(rates))
 
 
 def aggregate(

@@ -33,7 +33,6 @@ from bench.leaderboard.aggregate import (
     View,
     Column,
     aggregate,
-    axis_text,
     digits_for,
     metric_value,
     value_text,
@@ -211,7 +210,7 @@ def _record_links(table: Table, cells: Sequence[CellStats], records: dict[str, R
         for run_id in cell.run_ids:
             record = records[run_id]
             status = "" if record.status == "ok" else f" ({record.status})"
-            text = f"{axis_text(table.column_axis, column)} · seed {record.config['scenario']['seed']}{status}"
+            text = f"{table.column_text(index)} · seed {record.config['scenario']['seed']}{status}"
             links.append((index, record.config["scenario"]["seed"], run_id, Link(f"{RECORDS}/{run_id}.json", text)))
     return tuple(link for *_, link in sorted(links))
 
@@ -236,7 +235,7 @@ def _table_view(table: Table, records: dict[str, Record], plots: tuple[tuple[str
     return TableView(
         plot_name(table).removesuffix(".png"), table.title, table.footnote, table.headers()[0], table.better,
         FILTER_KEYS.get(table.column_axis, ""),  # a table over an update setting has no column filter
-        tuple((axis_text(table.column_axis, c), value_text(c)) for c in table.columns),
+        tuple((table.column_text(i), value_text(c)) for i, c in enumerate(table.columns)),
         table.group.threat_text(),
         " ".join(f"{v:g}" for v in _axis_values(table, "batch_size")),
         " ".join(f"{v:g}" for v in _axis_values(table, "repetition")),
