@@ -343,7 +343,7 @@ def run_check(
 
     `imitate`: with `update`, the kernel settings (`bench.kernels.KERNELS`) whose runs measure the minimum
     effects (None: every setting this CPU can imitate). The reference is read before the suite runs, so a
-    damaged file costs no run; an update with `only` replaces those entries and keeps the others.
+    damaged file costs no run; an update with `only` replaces those methods' entries and keeps the others.
     """
     reference_path = REFERENCE if reference is None else Path(reference)
     if update and (budget_scale != 1.0 or stand_ins):
@@ -356,6 +356,12 @@ def run_check(
     kept = load_reference(reference_path) if not update or (only and reference_path.exists()) else None
     if update:
         check_writable(reference_path.parent)
+        moved = kernels.differences(kept["machine"], _machine_here()) if kept is not None else []
+        if moved:
+            raise BenchError(
+                f"--update --only adds to a reference made on another machine ({', '.join(moved)}): "
+                "rewrite the whole reference here (without --only)"
+            )
 
     started, cpu_started = time.perf_counter(), time.process_time()
     options = RunOptions(metric=MetricConfig(lpips=False), save_images=out_dir is not None)
@@ -364,7 +370,7 @@ def run_check(
     try:
         with tempfile.TemporaryDirectory() as tmp:
             records = run_cells(cells, Path(out_dir or tmp), options)
-        machine = kernels.machine()  # the gate's machine: one thread
+        machine = kernels.machine()
     finally:
         torch.set_num_threads(threads)
     by_key = {id(cell): record for cell, record in zip(cells, records)}
@@ -375,6 +381,8 @@ def run_check(
         with tempfile.TemporaryDirectory() as tmp:
             imitated, seconds = _imitated_runs(suite, only, settings, Path(tmp)) if settings else ({}, {})
         data = kept if kept is not None else {"entries": {}}
+        # the methods updated lose every old entry (a changed budget or scenario leaves none behind)
+        data["entries"] = {k: e for k, e in data["entries"].items() if e.get("method") not in (only or ())}
         for entry in entries:
             data["entries"][entry.key] = _entry_reference(entry, per_entry[entry.key], imitated)
         data.update(
@@ -383,8 +391,12 @@ def run_check(
             machine=machine,
             commit=git_commit(),
             imitated={s: kernels.KERNELS[s] for s in settings},
-            seconds={"suite_wall_s": round(wall, 1), "suite_cpu_s": round(cpu, 1), **{f"{s}_wall_s": round(t, 1) for s, t in seconds.items()}},
         )
+        if not only:  # the whole suite's time (a partial update keeps the last whole one)
+            data["seconds"] = {
+                "suite_wall_s": round(wall, 1), "suite_cpu_s": round(cpu, 1),
+                **{f"{s}_wall_s": round(t, 1) for s, t in seconds.items()},
+            }  # fmt: skip
         data["entries"] = dict(sorted(data["entries"].items()))
         write_atomic(reference_path, json.dumps(data, indent=2) + "\n")
         return CheckResult([], machine, machine, [], len(records), wall, cpu, reference_path, True, seconds)
@@ -396,6 +408,16 @@ def run_check(
         v for e in entries for v in _compare_entry(e, per_entry[e.key], kept["entries"].get(e.key), differ)
     ]
     return CheckResult(verdicts, machine, kept.get("machine", {}), differences, len(records), wall, cpu, reference_path)
+
+
+def _machine_here() -> dict:
+    """This machine as the gate sees it (one thread)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return kernels.machine()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _rule_text() -> dict:

@@ -2,29 +2,36 @@
 
 Each variant is a registered method with one thing broken, run in place of the method it weakens
 (`run_check(stand_ins={"e2egi": "e2egi-weak-no-combination"})`) and compared with that method's reference;
-`run_check(budget_scale=0.3)` weakens every attack's budget the same way. They are registered only when
-`register_weakened()` is called (by the gate's tests and `scripts/check_study.py`), never by the plugins a
-normal run loads, so `bench ls` does not list them.
+`run_check(budget_scale=0.3)` weakens every attack's budget the same way. They are registered only inside
+`with weakened():` (the gate's tests and `scripts/check_study.py`) and removed after it, never by the
+plugins a normal run loads, so `bench ls` and the contract tests never see them.
 
 Example:
-    >>> register_weakened()
-    >>> run_check(only=["llg"], stand_ins={"llg": "llg-weak-random"}).regressed
+    >>> with weakened():
+    ...     run_check(only=["llg"], stand_ins={"llg": RANDOM_LABELS}).regressed
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
 from bench.attack import ATTACKS, register_attack
 from bench.case import Case
 from bench.labels import LABELS
+from bench.registry import Registry
 
-# weakened variant -> (method it stands in for, what is broken)
-WEAKENED: dict[str, tuple[str, str]] = {
-    "e2egi-weak-tv": ("e2egi", "TV weight x100 (1.14 for 0.0114): a broken regulariser weight"),
-    "inverting-gradients-weak-tv": ("inverting-gradients", "TV weight x1000 (0.1 for 1e-4): a broken regulariser weight"),
-    "gradinversion-weak-bn": ("gradinversion", "BN prior weight x0.01 (1e-3 for 0.1): a broken regulariser weight"),
-    "e2egi-weak-no-combination": ("e2egi", "MLCO without its minimum-loss combination (combine=False)"),
+# weakened variant -> (the method it stands in for, its broken config, what is broken)
+WEAKENED: dict[str, tuple[str, dict, str]] = {
+    "e2egi-weak-tv": ("e2egi", {"tv": 1.14}, "TV weight x100 (1.14 for 0.0114): a broken regulariser weight"),
+    "inverting-gradients-weak-tv": (
+        "inverting-gradients", {"tv": 0.1}, "TV weight x1000 (0.1 for 1e-4): a broken regulariser weight"
+    ),
+    "e2egi-weak-no-combination": (
+        "e2egi", {"combine": False}, "MLCO without its minimum-loss combination (combine=False)"
+    ),
 }
 RANDOM_LABELS = "random-labels-weak"
 
@@ -35,21 +42,27 @@ def random_labels(case: Case) -> torch.Tensor:
     return torch.randint(case.num_classes, (case.num_images,), generator=generator)
 
 
-def register_weakened() -> list[str]:
-    """Register every weakened variant (once; later calls do nothing) and return their names."""
+@contextmanager
+def weakened() -> Iterator[list[str]]:
+    """Register every weakened variant for the block (a name already registered is left alone) and remove
+    those it registered when the block ends; yields their names."""
     from bench.plugins import load_plugins
 
     load_plugins()
-    overrides = {
-        "e2egi-weak-tv": {"tv": 1.14},
-        "inverting-gradients-weak-tv": {"tv": 0.1},
-        "gradinversion-weak-bn": {"alpha_bn": 1e-3},
-        "e2egi-weak-no-combination": {"combine": False},
-    }
-    for name, (base, what) in WEAKENED.items():
-        if name not in ATTACKS:
-            entry = ATTACKS.get(base)
-            register_attack(name, f"weakened {base}: {what}", **{**entry.info.get("config", {}), **overrides[name]})(entry.obj)
-    if RANDOM_LABELS not in LABELS:
-        LABELS.register(RANDOM_LABELS, description="weakened label method: uniformly random classes", needs=())(random_labels)
-    return [*WEAKENED, RANDOM_LABELS]
+    added: list[tuple[Registry, str]] = []
+    try:
+        for name, (base, broken, what) in WEAKENED.items():
+            if name not in ATTACKS:
+                entry = ATTACKS.get(base)
+                config = {**entry.info.get("config", {}), **broken}
+                register_attack(name, f"weakened {base}: {what}", **config)(entry.obj)
+                added.append((ATTACKS, name))
+        if RANDOM_LABELS not in LABELS:
+            LABELS.register(RANDOM_LABELS, description="weakened label method: uniformly random classes", needs=())(
+                random_labels
+            )
+            added.append((LABELS, RANDOM_LABELS))
+        yield [*WEAKENED, RANDOM_LABELS]
+    finally:
+        for registry, name in added:
+            registry.remove(name)

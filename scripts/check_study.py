@@ -1,12 +1,13 @@
-"""The quality gate's false alarms and power, measured, as a Markdown page (leaderboard/check.md).
+"""The quality gate's false alarms and power, measured, as a Markdown page (docs/quality-gate.md).
 
 False alarms: the shipped gate (`bench check`) run here and with other CPUs' kernels imitated, each in a fresh
 process (the kernels are chosen when the libraries start): the two settings the reference's minimum effects
 were measured with, and four it never saw (one library's variable at a time). Power: weakened variants of the
 gated methods (`bench.check_variants`) and the whole suite at 3/10 of its budgets, each of which must fail.
-Every run's verdicts are kept in `--work` (default `runs/check-study`), so an interrupted study resumes.
+Every run's verdicts are kept as JSON in `--work` (default `docs/quality-gate/`, committed beside the page):
+an interrupted study resumes, and deleting a file re-measures that run.
 
-    python scripts/check_study.py --out leaderboard/check.md
+    python scripts/check_study.py
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +37,7 @@ SETTINGS: dict[str, tuple[dict[str, str], bool]] = {
 }
 # name -> (run_check keyword arguments, what is weakened)
 WEAKENINGS: dict[str, tuple[dict, str]] = {
-    "budget-x0.3": ({"budget_scale": 0.3, "only": ["dlg", "idlg", "inverting-gradients", "gradinversion", "e2egi"]},
+    "budget-x0.3": ({"budget_scale": 0.3, "only": ["dlg", "idlg", "inverting-gradients", "e2egi"]},
                     "every attack at 3/10 of its budget"),
 }  # fmt: skip
 
@@ -44,7 +46,7 @@ def _weakenings() -> dict[str, tuple[dict, str]]:
     from bench.check_variants import RANDOM_LABELS, WEAKENED
 
     found = dict(WEAKENINGS)
-    for variant, (base, what) in WEAKENED.items():
+    for variant, (base, _, what) in WEAKENED.items():
         found[variant] = ({"only": [base], "stand_ins": {base: variant}}, f"{base}: {what}")
     for method in ("llg", "ilrg", "e2egi"):
         found[f"{method}-random-labels"] = (
@@ -57,10 +59,10 @@ def _weakenings() -> dict[str, tuple[dict, str]]:
 def verdicts_json(**options) -> dict:
     """Run the gate in this process and return its verdicts and time as plain data."""
     from bench.check import run_check
-    from bench.check_variants import register_weakened
+    from bench.check_variants import weakened
 
-    register_weakened()
-    result = run_check(**options)
+    with weakened():
+        result = run_check(**options)
     return {
         "machine": result.machine,
         "wall_s": result.wall_s,
@@ -78,13 +80,14 @@ def _measure(work: Path, name: str, env: dict[str, str], options: dict) -> dict:
     target = work / f"{name}.json"
     if target.is_file():
         return json.loads(target.read_text())
-    child_env = {**os.environ, **env, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "BENCH_CACHE": str(work / f"{name}-cache")}
-    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     print(f"{name} ...", flush=True)
-    subprocess.run(
-        [sys.executable, __file__, "--child", str(target), "--options", json.dumps(options)],
-        env=child_env, check=True, cwd=ROOT,
-    )  # fmt: skip
+    with tempfile.TemporaryDirectory() as cache:  # trained models and mean images computed with its kernels
+        child_env = {**os.environ, **env, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "BENCH_CACHE": cache}
+        child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        subprocess.run(
+            [sys.executable, __file__, "--child", str(target), "--options", json.dumps(options)],
+            env=child_env, check=True, cwd=ROOT,
+        )  # fmt: skip
     return json.loads(target.read_text())
 
 
@@ -100,7 +103,7 @@ def render(false_alarms: dict[str, dict], power: dict[str, tuple[dict, str]], re
     lines = [
         "# The quality gate: false alarms and power",
         "",
-        "Rendered by `python scripts/check_study.py --out leaderboard/check.md` (the gate is `python -m bench check`,",
+        "Rendered by `python scripts/check_study.py` from the runs in `docs/quality-gate/` (the gate is `python -m bench check`,",
         "`bench/check.py`; its rule is `bench/check_rule.py`). The reference (`bench/presets/check/reference.json`)",
         f"was made on {reference['machine']['cpu']} ({reference['machine']['cpu_capability']} kernels), commit "
         f"{str(reference.get('commit'))[:10]}, one thread.",
@@ -176,8 +179,8 @@ def _num(value: float | None) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="leaderboard/check.md")
-    parser.add_argument("--work", default="runs/check-study", help="folder keeping each run's verdicts (resume)")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "quality-gate.md"))
+    parser.add_argument("--work", default=str(ROOT / "docs" / "quality-gate"), help="folder keeping each run's verdicts (resume)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
