@@ -45,6 +45,7 @@ from bench.errors import BenchError
 from bench.files import write_atomic
 from bench.labels import LABELS
 from bench.metrics import METRICS, MetricConfig
+from bench.plugins import load_plugins
 from bench.preflight import check_writable
 from bench.record import Record
 from bench.runner import RunOptions, run_cells
@@ -181,14 +182,16 @@ def suite_entries(
 
 
 def _stood_in(cell: Cell, stand_ins: dict[str, str]) -> Cell:
+    """The cell with its method replaced by its stand-in, when the stand-in is a method of the same kind (an
+    attack for an attack: "e2egi" names both an attack and a label method)."""
     name = stand_ins.get(cell.method)
     if name is None:
         return cell
+    if name not in ATTACKS and name not in LABELS:
+        ATTACKS.get(name)  # unknown: raises with the closest names
     if cell.label_method is not None:
-        LABELS.get(name)
-        return dataclasses.replace(cell, label_method=name)
-    ATTACKS.get(name)
-    return dataclasses.replace(cell, attack=name)
+        return dataclasses.replace(cell, label_method=name) if name in LABELS else cell
+    return dataclasses.replace(cell, attack=name) if name in ATTACKS else cell
 
 
 def _scaled(cell: Cell, budget_scale: float) -> Cell:
@@ -352,6 +355,7 @@ def run_check(
     unknown = sorted(set(settings) - set(kernels.KERNELS))
     if unknown:
         raise BenchError(f"--imitate {', '.join(unknown)}: unknown kernel setting; known: {', '.join(kernels.KERNELS)}")
+    load_plugins()  # every registered attack and label method, as `bench run` sees them
     entries, cells = suite_entries(suite, budget_scale, only, stand_ins)
     kept = load_reference(reference_path) if not update or (only and reference_path.exists()) else None
     if update:
