@@ -22,7 +22,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -47,7 +46,7 @@ from bench.labels import LABELS
 from bench.metrics import METRICS, MetricConfig
 from bench.plugins import load_plugins
 from bench.preflight import check_writable
-from bench.record import Record
+from bench.record import Record, run_id
 from bench.runner import RunOptions, run_cells
 from bench.sweep import Cell, expand, load_sweep_file
 
@@ -105,7 +104,6 @@ class CheckResult:
     wall_s: float
     cpu_s: float
     reference_path: Path
-    written: bool = False
     kernel_runs: dict[str, float] = field(default_factory=dict)  # imitated setting -> its wall seconds
 
     @property
@@ -130,8 +128,7 @@ def _entry_key(cell: Cell, method: str) -> str:
     """Stable name of an entry: the method, its budget and its scenario without the seed."""
     scenario = cell.scenario.to_dict()
     scenario.pop("seed")
-    blob = json.dumps({"scenario": scenario, "method": method, "budget": cell.budget}, sort_keys=True)
-    digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    digest = run_id({"scenario": scenario, "method": method, "budget": cell.budget})
     s = cell.scenario
     budget = "" if cell.budget is None else f" ({cell.budget} it)"
     return f"{method}{budget} | {s.model} {s.image_size}px B={s.batch_size} r={s.repetition:g} | {digest}"
@@ -396,14 +393,9 @@ def run_check(
             commit=git_commit(),
             imitated={s: kernels.KERNELS[s] for s in settings},
         )
-        if not only:  # the whole suite's time (a partial update keeps the last whole one)
-            data["seconds"] = {
-                "suite_wall_s": round(wall, 1), "suite_cpu_s": round(cpu, 1),
-                **{f"{s}_wall_s": round(t, 1) for s, t in seconds.items()},
-            }  # fmt: skip
         data["entries"] = dict(sorted(data["entries"].items()))
         write_atomic(reference_path, json.dumps(data, indent=2) + "\n")
-        return CheckResult([], machine, machine, [], len(records), wall, cpu, reference_path, True, seconds)
+        return CheckResult([], machine, machine, [], len(records), wall, cpu, reference_path, seconds)
 
     assert kept is not None
     differences = kernels.differences(kept.get("machine", {}), machine)
