@@ -423,8 +423,8 @@ def _rule_text() -> dict:
         "regressed": "one-sided paired t-test (scipy.stats.ttest_1samp of per-seed drops minus min_effect) rejects "
         f"'mean drop <= min_effect' at alpha {check_rule.ALPHA:g}; or, for psnr_gain, the reference is above the "
         f"floor (one-sided t-test, alpha {check_rule.ALPHA:g}) and the mean gain now is <= 0; or a seed's status changed",
-        "min_effect": f"max(resolution {check_rule.RESOLUTION}, {check_rule.MARGIN:g} x the largest |mean drop| of an "
-        f"imitated kernel run, the {check_rule.QUANTILE:g} quantile of the imitated runs' per-seed |drops|)",
+        "min_effect": f"max(resolution {check_rule.RESOLUTION}, {check_rule.MARGIN:g} x the largest |median per-seed "
+        "drop| of an imitated kernel run)",
     }
 
 

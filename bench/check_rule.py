@@ -13,8 +13,13 @@ or below it). One seed that flips to another basin moves the mean but also the s
 the gate; a weakened attack that loses on every seed does.
 
 The minimum effect is measured, not chosen (`min_effect`): the suite is also run with other CPUs' kernels
-imitated (`bench.kernels`), and the minimum effect is MARGIN times the largest mean drop and at least
-QUANTILE of the per-seed |drops| those runs show, never below the metric's resolution (`RESOLUTION`).
+imitated (`bench.kernels`), and the minimum effect is MARGIN times the largest |median drop| of those runs,
+never below the metric's resolution (`RESOLUTION`). Another CPU's kernels do two things to an entry: they
+shift every seed a little (the precision a converged attack reaches), which the test cannot tell from a
+regression, so the minimum effect must cover it, twice over; and they flip a few chaotic seeds to another
+basin (a failed DLG seed reconstructs, 59 dB up), which the median leaves out and the test's spread absorbs.
+The reference also keeps the largest mean drop and the QUANTILE quantile of the per-seed |drops|, to show
+the spread.
 
 An entry whose reference stands significantly above the prior floor (one-sided one-sample t-test of the
 per-seed psnr_gain against 0 at ALPHA) also regresses when its mean gain now is back at the floor (<= 0).
@@ -103,13 +108,13 @@ def min_effect(metric: str, reference: Sequence[float], others: Sequence[Sequenc
     paired with `reference` seed by seed), with what it was derived from."""
     resolution = RESOLUTION.get(metric, 0.0)
     if not others:
-        return {"min_effect": resolution, "largest_mean_drop": None, "drop_quantile": None, "runs": 0}
+        return {"min_effect": resolution, "largest_median_drop": None, "largest_mean_drop": None, "drop_quantile": None, "runs": 0}
     per_run = [drops(reference, other, higher_is_better) for other in others]
-    largest_mean = max(abs(float(d.mean())) for d in per_run)
-    quantile = float(np.quantile(np.abs(np.concatenate(per_run)), QUANTILE))
+    largest_median = max(abs(float(np.median(d))) for d in per_run)
     return {
-        "min_effect": max(resolution, MARGIN * largest_mean, quantile),
-        "largest_mean_drop": largest_mean,
-        "drop_quantile": quantile,
+        "min_effect": max(resolution, MARGIN * largest_median),
+        "largest_median_drop": largest_median,
+        "largest_mean_drop": max(abs(float(d.mean())) for d in per_run),
+        "drop_quantile": float(np.quantile(np.abs(np.concatenate(per_run)), QUANTILE)),
         "runs": len(others),
     }

@@ -65,10 +65,13 @@ def test_minimum_effect_is_measured_from_the_imitated_runs():
     others = [[11.0, 19.0, 30.5, 40.0], [10.0, 23.0, 29.0, 41.0]]
     derived = min_effect("psnr_gain", ref, others)
     per_seed = np.abs(np.concatenate([np.subtract(ref, o) for o in others]))
-    largest_mean = max(abs(np.mean(np.subtract(ref, o))) for o in others)
+    largest_median = max(abs(np.median(np.subtract(ref, o))) for o in others)  # 0.5 and 0.5
+    assert derived["largest_median_drop"] == pytest.approx(largest_median)
+    assert derived["min_effect"] == pytest.approx(max(RESOLUTION["psnr_gain"], MARGIN * largest_median))
     assert derived["drop_quantile"] == pytest.approx(np.quantile(per_seed, QUANTILE))
-    assert derived["largest_mean_drop"] == pytest.approx(largest_mean)
-    assert derived["min_effect"] == pytest.approx(max(RESOLUTION["psnr_gain"], MARGIN * largest_mean, np.quantile(per_seed, QUANTILE)))
+    assert derived["largest_mean_drop"] == pytest.approx(max(abs(np.mean(np.subtract(ref, o))) for o in others))
+    flipped = min_effect("psnr_gain", ref, [[10.0, 20.0, 90.0, 40.0]])  # one chaotic seed 60 dB up
+    assert flipped["min_effect"] == RESOLUTION["psnr_gain"] and flipped["largest_mean_drop"] == 15.0
     assert min_effect("label_acc", [1.0, 1.0], [[1.0, 1.0]])["min_effect"] == RESOLUTION["label_acc"]
     assert min_effect("psnr_gain", ref, [])["min_effect"] == RESOLUTION["psnr_gain"]
 
