@@ -28,16 +28,18 @@ Example:
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
 
 from attacks.mlco import PAPER_T_IN, Stage, first_seed, run_mlco, stage_plan, total_iterations
-from bench.attack import Attack, Progress, Reconstruction, register_attack
+from bench.attack import Attack, Progress, Reconstruction, register_attack, report
 from bench.case import Case
 from bench.engine.distances import GradientDistance
-from bench.engine.loop import LoopConfig, LoopResult, Variables, iteration_budget, run_loop, seed_streams
+from bench.engine.loop import LoopConfig, LoopReport, LoopResult, Variables, iteration_budget, run_loop, seed_streams
 from bench.engine.objective import Objective, Weights
 from bench.engine.schedule import Schedule
 from bench.engine.seed_group import SeedGroup, check_seed_chunk, group_or_none
@@ -104,6 +106,7 @@ class E2EGIConfig:
 @register_attack("e2egi", description="E2EGI: cosine + TV + exact BN inversion with 8-seed minimum-loss combination")
 class E2EGI(Attack):
     Config = E2EGIConfig
+    flops_metered = True
     requires = Requirements(
         labels_known=False, bn_stats=("running", "exact"), needs_bn_layers=True, updates=UPDATE_KINDS,
         aggregated=True,
@@ -118,12 +121,17 @@ class E2EGI(Attack):
         generator = setup.generator(seed)
         seeds = [setup.random_images(generator) for _ in range(cfg.n_seed)]
         plan = self._plan(budget)
-        optimise = _StageRunner(cfg, setup, self._objectives(setup, plan), labels, generator, _Progress(progress))
+
+        def output(images: torch.Tensor) -> Reconstruction:
+            return Reconstruction(setup.to_pixels(setup.whole_batch(images)), all_labels)
+
+        reporter = _Progress(progress, output)
+        optimise = _StageRunner(cfg, setup, self._objectives(setup, plan), labels, generator, reporter)
 
         extra = {"labels": label_source, "n_seed": cfg.n_seed, "stage_plan": [s.to_dict() for s in plan]}
         if cfg.mlco:
             combiner = None if cfg.combine else first_seed
-            result = run_mlco(seeds, plan, optimise, optimise.gradient_losses, setup.shard, combiner)
+            result = run_mlco(seeds, plan, optimise, optimise.gradient_losses, setup.shard, reporter.hold, combiner)
             images, trace, iterations, final_loss = result.images, result.trace, result.iterations, result.gradient_loss
             extra["stages"] = result.stages
             extra["combination"] = "min-loss" if cfg.combine else "first-seed"
@@ -138,13 +146,9 @@ class E2EGI(Attack):
             if cfg.n_seed > 1:
                 extra.update(seed_losses=losses, best_seed=best, seed_chunk=optimise.seed_chunk)
         extra["gradient_loss"] = final_loss
-        return Reconstruction(
-            images=setup.to_pixels(setup.whole_batch(images)),
-            labels=all_labels,
-            loss_trace=trace,
-            iterations=iterations,
-            extra=extra,
-        )
+        final = output(images)
+        final.loss_trace, final.iterations, final.extra = trace, iterations, extra
+        return final
 
     def _plan(self, budget: int) -> list[Stage]:
         cfg = self.config
@@ -196,16 +200,21 @@ class _StageRunner:
         objective, box = self.objectives[stage.group], self.setup.box
         group = self._group(stage.group, len(seeds))
         if group is None:  # one run after another, each drawing its noise from the generator in turn
-            return [
-                run_loop(objective, Variables(s.detach().clone(), labels=self.labels), loop, box, consensus,
-                         self.generator, self.progress.stage())
-                for s in seeds
-            ]  # fmt: skip
+            results = []
+            for s in seeds:
+                variables = Variables(s.detach().clone(), labels=self.labels)
+                result = run_loop(objective, variables, loop, box, consensus, self.generator, self.progress.stage())
+                results.append(result)
+                self.progress.hold(results[-1].images, results[-1].gradient_loss)
+            return results
         streams = seed_streams(self.generator, len(seeds), stage.iterations if stage.noise else 0, seeds[0].shape)
         variables = Variables(torch.cat(seeds).detach(), labels=group.stack(self.labels))
         result = run_loop(group, variables, loop, box, consensus, streams, self.progress.stage(len(seeds)))
         self.chunk, self.seed_chunk = group.chunk, group.size
-        return result.per_seed()
+        results = result.per_seed()
+        for run in results:
+            self.progress.hold(run.images, run.gradient_loss)
+        return results
 
     def gradient_losses(self, batches: list[torch.Tensor]) -> list[float]:
         """Each batch's whole-batch gradient loss alone, for comparing candidate batches."""
@@ -228,20 +237,36 @@ class _StageRunner:
 
 
 class _Progress:
-    """Reports progress as one count over every stage and seed."""
+    """Reports progress as one count over every stage and seed, and as the attack's current reconstruction
+    the batch with the lowest gradient loss it holds: the best of the seeds' runs so far (finished, or at
+    their best iterate) and of the combinations."""
 
-    def __init__(self, progress: Progress | None) -> None:
+    def __init__(self, progress: Progress | None, output: Callable[[torch.Tensor], Reconstruction]) -> None:
         self.progress = progress
+        self.output = output
         self.done = 0
+        self.best: tuple[float, torch.Tensor] | None = None
 
-    def stage(self, seeds: int = 1) -> Progress | None:
+    def hold(self, images: torch.Tensor, gradient_loss: float) -> None:
+        """A batch the attack now holds (a seed's finished run, a combination), with its gradient loss."""
+        if math.isfinite(gradient_loss) and (self.best is None or gradient_loss < self.best[0]):
+            self.best = (gradient_loss, images)
+
+    def stage(self, seeds: int = 1) -> LoopReport | None:
         """A reporter for one loop that advances `seeds` seeds per iteration."""
         if self.progress is None:
             return None
         offset = self.done
 
-        def report(iteration: int, loss: float) -> None:
+        def stage_report(iteration: int, loss: float, current: Callable[[], LoopResult]) -> None:
             self.done = offset + iteration * seeds
-            self.progress(self.done, loss)
+            report(self.progress, self.done, loss, lambda: self._current(current()))
 
-        return report
+        return stage_report
+
+    def _current(self, result: LoopResult) -> Reconstruction:
+        held = [(run.gradient_loss, run.images) for run in result.per_seed() if math.isfinite(run.gradient_loss)]
+        candidates = held + ([self.best] if self.best is not None else [])
+        if not candidates:  # every seed diverged: show the first
+            return self.output(result.per_seed()[0].images)
+        return self.output(min(candidates, key=lambda c: c[0])[1])

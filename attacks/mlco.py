@@ -196,12 +196,14 @@ def run_mlco(
     optimise: Optimise,
     gradient_losses: GradientLosses,
     shard: Shard,
+    combined_hook: Callable[[torch.Tensor, float], None] | None = None,
     combiner: Combine | None = None,
 ) -> MLCOResult:
     """Run the plan: per-seed stages each followed by a combination, then the final stage from the latest one.
 
     Every seed runs the same stages, so `optimise` may advance them together (see `bench.engine.seed_group`).
-    `combiner` replaces `combine` (None: MLCO's own), e.g. by `first_seed` for the ablation without it.
+    `combined_hook(images, gradient_loss)` sees each combination as it is made; `combiner` replaces `combine`
+    (None: MLCO's own), e.g. by `first_seed` for the ablation without it.
     """
     combiner = combine if combiner is None else combiner
     if len(plan) < 2 or plan[-1].per_seed or not all(stage.per_seed for stage in plan[:-1]):
@@ -217,6 +219,8 @@ def run_mlco(
         seeds = [result.images for result in results]
         losses = [result.gradient_loss for result in results]
         combined = combiner(seeds, losses, gradient_losses, shard)
+        if combined_hook is not None:
+            combined_hook(combined.images, combined.gradient_loss)
         trace.extend(min(step) for step in zip(*(result.trace for result in results)))
         iterations += sum(result.iterations for result in results)
         reports.append(

@@ -26,7 +26,7 @@ import torch
 from bench.attack import Attack, Progress, Reconstruction, register_attack
 from bench.case import Case
 from bench.engine.distances import GradientDistance
-from bench.engine.loop import LoopConfig, Variables, iteration_budget, run_loop
+from bench.engine.loop import LoopConfig, LoopResult, Variables, iteration_budget, reporting, run_loop
 from bench.engine.objective import Objective
 from bench.engine.schedule import Schedule
 from bench.engine.setup import AttackSetup, setup_attack
@@ -58,6 +58,7 @@ class DLGConfig:
 )
 class DLG(Attack):
     Config = DLGConfig
+    flops_metered = True
     requires = Requirements(updates=UPDATE_KINDS, aggregated=True)
 
     def invert(self, case: Case, budget: int | None, seed: int, progress: Progress | None) -> Reconstruction:
@@ -69,19 +70,21 @@ class DLG(Attack):
         logits = torch.randn((setup.shard.size, case.num_classes), generator=generator, device=setup.device)
         objective = self.objective(setup)
         loop = LoopConfig(iterations, optimizer="lbfgs", schedule=Schedule("constant", lr=cfg.lr), boxed=False)
-        result = run_loop(objective, Variables(images, label_logits=logits), loop, progress=progress)
-        return Reconstruction(
-            images=setup.to_pixels(result.images),
-            labels=result.label_logits.argmax(dim=1),
-            loss_trace=result.trace,
-            iterations=result.iterations,
-            extra={
-                "gradient_loss": result.gradient_loss,
-                "labels": "optimised",
-                # how sure the optimised soft label is of its argmax, per sample
-                "label_confidence": setup.whole_batch(result.label_logits).softmax(dim=1).amax(dim=1).tolist(),
-            },
-        )
+
+        def output(result: LoopResult) -> Reconstruction:
+            return Reconstruction(setup.to_pixels(result.images), result.label_logits.argmax(dim=1))
+
+        result = run_loop(objective, Variables(images, label_logits=logits), loop, report=reporting(progress, output))
+        final = output(result)
+        final.loss_trace, final.iterations = result.trace, result.iterations
+        final.extra = {
+            "gradient_loss": result.gradient_loss,
+            "labels": "optimised",
+            # how sure the optimised soft label is of its argmax, per sample
+            "label_confidence": setup.whole_batch(result.label_logits).softmax(dim=1).amax(dim=1).tolist(),
+            "stopped": result.stopped,
+        }
+        return final
 
     def objective(self, setup: AttackSetup) -> Objective:
         """Squared L2 distance summed over all parameters; no regulariser."""

@@ -40,7 +40,7 @@ import torch
 from bench.attack import Attack, Progress, Reconstruction, register_attack
 from bench.case import Case
 from bench.engine.distances import GradientDistance
-from bench.engine.loop import LoopConfig, Variables, iteration_budget, run_loop
+from bench.engine.loop import LoopConfig, LoopResult, Variables, iteration_budget, reporting, run_loop
 from bench.engine.objective import Objective, Weights
 from bench.engine.schedule import Schedule
 from bench.engine.seed_group import SeedGroup, check_seed_chunk
@@ -125,6 +125,7 @@ def schedule_landmarks(config: GradInversionConfig, iterations: int) -> dict[str
 )
 class GradInversion(Attack):
     Config = GradInversionConfig
+    flops_metered = True
     requires = Requirements(
         bn_stats=("running", "exact"), needs_bn_layers=True, updates=UPDATE_KINDS, aggregated=True
     )
@@ -156,19 +157,25 @@ class GradInversion(Attack):
             boxed=cfg.boxed,
             noise=cfg.alpha_n,
         )
-        result = run_loop(
-            group, Variables(images, labels=targets), loop, setup.box, None, generator, progress, refresh
-        )
+
+        def chosen(images: torch.Tensor, seed_losses: list[float]) -> torch.Tensor:
+            """The output: the seeds' consensus, or the seed with the lowest gradient loss."""
+            if cfg.output == "consensus":
+                return group.mean(images)
+            return group.split(images)[min(range(cfg.seeds), key=lambda g: seed_losses[g])]
+
+        def output(result: LoopResult) -> Reconstruction:
+            return Reconstruction(setup.to_pixels(chosen(result.images, result.seed_losses)), labels)
+
+        report = reporting(progress, output)
+        result = run_loop(group, Variables(images, labels=targets), loop, setup.box, None, generator, report, refresh)
         seed_losses = group.seed_losses(result.images, targets)
         consensus = group.mean(result.images)
         consensus_loss = group.base.gradient_loss(consensus, labels.to(setup.device))
-        if cfg.output == "consensus":
-            chosen, loss = consensus, consensus_loss
-        else:
-            best = min(range(cfg.seeds), key=lambda g: seed_losses[g])
-            chosen, loss = group.split(result.images)[best], seed_losses[best]
+        best = min(range(cfg.seeds), key=lambda g: seed_losses[g])
+        loss = consensus_loss if cfg.output == "consensus" else seed_losses[best]
         return Reconstruction(
-            images=setup.to_pixels(chosen),
+            images=setup.to_pixels(chosen(result.images, seed_losses)),
             labels=labels,
             loss_trace=result.trace,
             iterations=result.iterations,

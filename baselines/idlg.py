@@ -24,7 +24,7 @@ from typing import Literal
 from bench.attack import Attack, Progress, Reconstruction, register_attack
 from bench.case import Case
 from bench.engine.distances import GradientDistance
-from bench.engine.loop import LoopConfig, Variables, iteration_budget, run_loop
+from bench.engine.loop import LoopConfig, LoopResult, Variables, iteration_budget, reporting, run_loop
 from bench.engine.objective import Objective
 from bench.engine.schedule import Schedule
 from bench.engine.setup import AttackSetup, setup_attack
@@ -55,6 +55,7 @@ class IDLGConfig:
 )
 class IDLG(Attack):
     Config = IDLGConfig
+    flops_metered = True
     # the label rule reads one image's label off dW (its sign argument holds for every local step's
     # gradient, so for FedAvg too); K clients' mean update is K images, beyond the rule
     requires = Requirements(max_batch_size=1, updates=UPDATE_KINDS, aggregated=False)
@@ -74,14 +75,15 @@ class IDLG(Attack):
             stop_below=cfg.stop_below,
         )
         variables = Variables(images, labels=labels.to(setup.device))
-        result = run_loop(objective, variables, loop, progress=progress)
-        return Reconstruction(
-            images=setup.to_pixels(result.images),
-            labels=labels,
-            loss_trace=result.trace,
-            iterations=result.iterations,
-            extra={"gradient_loss": result.gradient_loss, "labels": source},
-        )
+
+        def output(result: LoopResult) -> Reconstruction:
+            return Reconstruction(setup.to_pixels(result.images), labels)
+
+        result = run_loop(objective, variables, loop, report=reporting(progress, output))
+        final = output(result)
+        final.loss_trace, final.iterations = result.trace, result.iterations
+        final.extra = {"gradient_loss": result.gradient_loss, "labels": source, "stopped": result.stopped}
+        return final
 
     def objective(self, setup: AttackSetup) -> Objective:
         """Squared L2 distance summed over all parameters; no regulariser."""

@@ -39,7 +39,7 @@ import torch
 from bench.attack import Attack, Progress, Reconstruction, register_attack
 from bench.case import Case
 from bench.engine.distances import GradientDistance
-from bench.engine.loop import LoopConfig, LoopResult, Variables, iteration_budget, run_loop
+from bench.engine.loop import LoopConfig, LoopResult, Variables, iteration_budget, reporting, run_loop
 from bench.engine.objective import Objective, Weights
 from bench.engine.restarts import best_of_restarts
 from bench.engine.schedule import Schedule
@@ -88,6 +88,7 @@ class InvertingGradientsConfig:
 )
 class InvertingGradients(Attack):
     Config = InvertingGradientsConfig
+    flops_metered = True
     requires = Requirements(updates=UPDATE_KINDS, aggregated=True)
 
     def invert(self, case: Case, budget: int | None, seed: int, progress: Progress | None) -> Reconstruction:
@@ -109,17 +110,28 @@ class InvertingGradients(Attack):
         # the restarts' starting points, drawn one after another from the seed's generator
         starts = [setup.random_images(generator) for _ in range(cfg.restarts)]
         group = group_or_none(objective, cfg.restarts, cfg.seed_chunk)
+        finished: list[LoopResult] = []  # the best restart finished so far (restarts one after another)
+
+        def lowest(runs: list[LoopResult]) -> LoopResult:
+            return best_of_restarts(lambda r: runs[r], len(runs)).result
+
+        def output(result: LoopResult) -> Reconstruction:
+            """The restart with the lowest gradient loss so far, among those finished and `result`'s."""
+            chosen = lowest([*finished, *result.per_seed()])
+            return Reconstruction(setup.to_pixels(setup.whole_batch(chosen.images)), all_labels)
 
         def restart(r: int) -> LoopResult:
-            report = None if progress is None else (lambda i, loss: progress(r * iterations + i, loss))
-            return run_loop(objective, Variables(starts[r], labels=labels), loop, setup.box, progress=report)
+            report = reporting(progress, output, offset=r * iterations)
+            result = run_loop(objective, Variables(starts[r], labels=labels), loop, setup.box, report=report)
+            finished[:] = [lowest([*finished, result])]
+            return result
 
         if group is None:
             best = best_of_restarts(restart, cfg.restarts)
         else:
-            report = None if progress is None else (lambda i, loss: progress(i * cfg.restarts, loss))
             variables = Variables(torch.cat(starts), labels=group.stack(labels))
-            runs = run_loop(group, variables, loop, setup.box, progress=report).per_seed()
+            report = reporting(progress, output, per_iteration=cfg.restarts)
+            runs = run_loop(group, variables, loop, setup.box, report=report).per_seed()
             best = best_of_restarts(lambda r: runs[r], cfg.restarts)
         return Reconstruction(
             images=setup.to_pixels(setup.whole_batch(best.result.images)),

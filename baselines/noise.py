@@ -25,6 +25,7 @@ class NoiseConfig:
 @register_attack("noise", description="random-start reference (not a floor): uniform random images and labels")
 class Noise(Attack):
     Config = NoiseConfig
+    flops_metered = True  # no matrix product at all
     requires = Requirements(updates=UPDATE_KINDS, aggregated=True)
 
     def invert(self, case: Case, budget: int | None, seed: int, progress: Progress | None) -> Reconstruction:

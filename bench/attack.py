@@ -11,9 +11,11 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 
@@ -21,8 +23,23 @@ from bench.case import Case
 from bench.errors import BenchError
 from bench.registry import Registry
 from bench.threat import Requirements
+from bench.typed import FieldError, checked_values
 
-Progress = Callable[[int, float], None]  # (iteration, current loss); used for progress bars
+Progress = Callable[[int, float], None]  # (iteration, current loss) after each iteration; see `report`
+
+
+def report(
+    progress: Progress | None, iteration: int, loss: float, current: Callable[[], "Reconstruction"] | None = None
+) -> None:
+    """Report an iteration to `progress`. An attack that can also passes `current`, which returns its best
+    reconstruction so far: a progress with an `offer(iteration, loss, current)` method (the runner's) calls
+    it at its checkpoints and scores the images for the run's trace (bench.trace); nothing comes back."""
+    if progress is None:
+        return
+    progress(iteration, loss)
+    offer = getattr(progress, "offer", None)
+    if offer is not None and current is not None:
+        offer(iteration, loss, current)
 
 
 @dataclass
@@ -52,6 +69,9 @@ class Attack(ABC):
 
     Config: ClassVar[type] = type(None)
     requires: ClassVar[Requirements] = Requirements()
+    # True when every matrix product the attack runs goes through the engine's counted evaluations
+    # (bench.compute); otherwise the runner counts the whole run under FlopCounterMode (exact, slower)
+    flops_metered: ClassVar[bool] = False
     name: str = ""
 
     def __init__(self, config: Any = None, device: torch.device | str = "cpu", collective: Any = None) -> None:
@@ -99,13 +119,56 @@ def register_attack(name: str, description: str, **config_overrides: Any) -> Cal
 
 def create_attack(name: str, device: torch.device | str = "cpu", collective: Any = None, **config: Any) -> Attack:
     """Instantiate a registered attack; None values are dropped so CLI defaults never override the paper's."""
-    entry = ATTACKS.get(name)
-    cls = entry.obj
-    values = {**entry.info.get("config", {}), **{k: v for k, v in config.items() if v is not None}}
-    known = {f.name for f in dataclasses.fields(cls.Config)} if dataclasses.is_dataclass(cls.Config) else set()
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise BenchError(f"attack {name!r} has no option(s) {', '.join(unknown)}")
-    attack = cls(cls.Config(**values) if known else None, device=device, collective=collective)
+    options = {k: v for k, v in config.items() if v is not None}
+    return attack_from_config(name, attack_config(name, options), device, collective)
+
+
+def attack_from_config(name: str, config: Any, device: torch.device | str = "cpu", collective: Any = None) -> Attack:
+    """Instantiate registered attack `name` with a Config already resolved (`attack_config`)."""
+    attack = ATTACKS.get(name).obj(config, device=device, collective=collective)
     attack.name = name
     return attack
+
+
+def attack_config(name: str, options: Mapping[str, Any] | None = None) -> Any:
+    """The Config of registered attack `name`: its defaults, the variant's registered settings, then `options`.
+
+    Each value is checked against its field's type (bench.typed; a list stands for a tuple, an int for a
+    float); an unknown field or a value of the wrong type raises BenchError with one line naming it.
+
+    Example:
+        >>> attack_config("dlg", {"lr": 0.5}).lr
+        0.5
+    """
+    entry = ATTACKS.get(name)
+    cls = entry.obj.Config
+    values = {**entry.info.get("config", {}), **(options or {})}
+    if not dataclasses.is_dataclass(cls):
+        if values:
+            raise BenchError(f"attack {name!r} has no options (its Config is not a dataclass)")
+        return None
+    known = [f.name for f in dataclasses.fields(cls) if f.init]
+    for option in values:
+        if option not in known:
+            close = difflib.get_close_matches(option, known, n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(close)}?" if close else f"its options: {', '.join(known) or 'none'}"
+            raise BenchError(f"attack {name!r} has no option {option!r}; {hint}")
+    try:
+        config = cls(**{k: _tuples(v) for k, v in values.items()})
+        return dataclasses.replace(config, **checked_values(config))
+    except FieldError as err:
+        raise BenchError(f"attack option {name}.{err}") from None
+    except (TypeError, ValueError) as err:  # the Config's own checks
+        raise BenchError(f"attack options of {name!r}: {err}") from None
+
+
+def config_values(config: Any) -> dict[str, Any]:
+    """A Config as plain JSON values (tuples as lists), the form records keep and run ids hash."""
+    if not dataclasses.is_dataclass(config):
+        return {}
+    return json.loads(json.dumps(dataclasses.asdict(config), sort_keys=True, default=repr))
+
+
+def _tuples(value: Any) -> Any:
+    """Lists (as YAML and JSON give them) as tuples, the form a frozen Config holds."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value

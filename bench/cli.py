@@ -1,12 +1,17 @@
-"""Command line: `python -m bench run|ls|case|leaderboard|claims|check ...` (the `bench` console script is the same)."""
+"""Command line: `python -m bench run|ls|case|leaderboard|claims|audit|check ...` (the `bench` console script is the same)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import signal
 import sys
 import warnings
 from typing import NoReturn
 
+from bench import __version__
+from bench.defaults import DEFAULT_PRESET, DEFAULT_SCENARIO
 from bench.errors import BenchError
 from bench.heartbeat import follow_launcher
 from bench.listing import LISTS
@@ -50,9 +55,17 @@ def _defenses(text: str) -> list[str]:
     return [p.strip() for p in parts + [current] if p.strip()]
 
 
-def _labels(text: str) -> list:
-    table = {"known": True, "unknown": False, "true": True, "false": False}
-    return [table.get(v.lower(), v) for v in text.split(",") if v]
+def _attack_option(text: str) -> tuple[str, str, object]:
+    """NAME.FIELD=VALUE -> (attack, field, value); the value is read as JSON (numbers, true, false, null,
+    [lists]) and is text otherwise, for the attack's Config to judge."""
+    key, equals, value = text.partition("=")
+    name, dot, option = key.strip().rpartition(".")
+    if not equals or not dot or not name or not option:
+        raise argparse.ArgumentTypeError(f"expected NAME.FIELD=VALUE, e.g. dlg.lr=0.5, got {text!r}")
+    try:
+        return name, option, json.loads(value)
+    except ValueError:
+        return name, option, value
 
 
 def _at_least(low: int):
@@ -91,46 +104,58 @@ def add_scenario_flags(parser: argparse.ArgumentParser, many: bool) -> None:
     def flag(name: str) -> str:
         return f"--{name}s" if many else f"--{name}"
 
-    parser.add_argument(flag("model"), dest="models", type=axis(_names, str), help="model name(s), e.g. lenet, convnet, resnet18, timm:<name>")
-    parser.add_argument(flag("dataset"), dest="datasets", type=axis(_names, str), help="dataset name(s) (default: embedded)")
+    default = {k: f"(default: {v:g})" if isinstance(v, float) else f"(default: {v})" for k, v in DEFAULT_SCENARIO.items()}
+    parser.add_argument(flag("model"), dest="models", type=axis(_names, str), help=f"model name(s), e.g. lenet, convnet, resnet18, timm:<name> {default['model']}")
+    parser.add_argument(flag("dataset"), dest="datasets", type=axis(_names, str), help=f"dataset name(s) {default['dataset']}")
     parser.add_argument("--data-path", help="local copy of the dataset (ImageNet folder, CIFAR binary folder, ...)")
-    parser.add_argument("--image-size", type=_scalar, help="square image size in pixels")
-    parser.add_argument(flag("batch-size"), dest="batch_sizes", type=axis(_values, _scalar))
-    parser.add_argument(flag("repetition"), dest="repetitions", type=axis(_values, _scalar), help="label repetition rate r = 1 - U/B")
+    parser.add_argument("--image-size", type=_scalar, help=f"square image size in pixels {default['image_size']}")
+    parser.add_argument(flag("batch-size"), dest="batch_sizes", type=axis(_values, _scalar), help=f"images per client {default['batch_size']}")
+    parser.add_argument(flag("repetition"), dest="repetitions", type=axis(_values, _scalar), help=f"label repetition rate r = 1 - U/B {default['repetition']}")
     parser.add_argument("--label-source", help="dataset (default), or model: labels drawn from the model's classes independently of image content")
     parser.add_argument("--num-classes", type=_scalar, help="classes of the model's head (default: the dataset's)")
     parser.add_argument("--weights", help="local pretrained checkpoint (torchvision/timm state dict or MoCo v2)")
     parser.add_argument("--train-steps", type=_scalar, help="seeded SGD steps on the dataset before the leaked round")
     parser.add_argument("--bn-mode", help="client's BN mode: train (default) or eval")
-    parser.add_argument("--bn-stats", dest="bn_stats", type=axis(_names, str), help="threat model BN statistics: none, running, exact")
+    parser.add_argument("--bn-stats", dest="bn_stats", type=axis(_names, str), help=f"threat model BN statistics: none, running, exact {default['bn_stats']}")
     parser.add_argument(flag("defense"), dest="defenses", type=axis(_defenses, str), help="client defense(s), e.g. none, 'dp(clip=1, sigma=0.5)', 'prune(0.9)' (bench ls defenses)")
     parser.add_argument("--local-steps", dest="local_steps", type=axis(_values, _scalar), help="local SGD steps per client: 1 = FedSGD (default), n > 1 = FedAvg")
     parser.add_argument("--clients", dest="clients", type=axis(_values, _scalar), help="clients whose updates are averaged (default 1)")
     parser.add_argument("--local-batch-size", type=_scalar, help="FedAvg minibatch (default: the client's whole batch)")
     parser.add_argument("--local-lr", type=_scalar, help="FedAvg learning rate (default 1e-4)")
     if many:
-        parser.add_argument("--labels", dest="labels_known", type=_labels, help="threat model labels: known, unknown (comma list)")
-        parser.add_argument("--seeds", type=_values)
+        parser.add_argument("--labels", dest="labels_known", type=_names, help=f"threat model labels: known, unknown (comma list) {default['labels']}")
+        parser.add_argument("--seeds", type=_values, help=f"seeds of the client's batch (and model) {default['seed']}")
     else:
-        parser.add_argument("--labels-known", dest="labels_known", action="store_const", const=[True], help="the attacker is given the labels")
-        parser.add_argument("--seed", dest="seeds", type=axis(_values, _scalar))
+        parser.add_argument("--labels-known", dest="labels_known", action="store_const", const=[True], help="the attacker is given the labels (default: unknown)")
+        parser.add_argument("--seed", dest="seeds", type=axis(_values, _scalar), help=f"seed of the client's batch (and model) {default['seed']}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="bench", description="Gradient inversion benchmark")
+    parser.add_argument("--version", action="version", version=f"gibench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run a sweep of attacks and score them")
+    run = sub.add_parser(
+        "run", help="run a sweep of attacks and score them",
+        description=f"Run a preset ({DEFAULT_PRESET} unless --preset or --config), the flags given replacing its values. "
+        "Presets and sweep files start from the default scenario that the defaults below name; the effective settings "
+        "are printed before any work. Records go to runs/<preset>, or, when flags change the preset, to "
+        "runs/<preset>+<what the flags change> (--out chooses another folder).",
+    )  # fmt: skip
     run.add_argument("--attacks", type=_names, help="attack names or globs, comma-separated; 'all' for every attack")
     run.add_argument("--track", help="attacks (default), or labels: label-recovery methods only (one gradient, no optimisation)")
     run.add_argument("--label-methods", type=_names, help="label-recovery methods for --track labels ('all' for every method)")
     run.add_argument("--resume", action="store_true", help="skip runs already recorded as ok in the output folder")
+    run.add_argument("--fail-fast", action="store_true", help="stop at the first failed run and print its traceback")
     run.add_argument("--no-images", action="store_true", help="do not write the PNG grid of each run")
     run.add_argument("--per-run", action="store_true", help="end with one row per run instead of the comparison over seeds")
-    run.add_argument("--preset", help="shipped sweep: smoke, quick (default), paper")
+    run.add_argument("--preset", help=f"shipped sweep: smoke, quick, paper (default: {DEFAULT_PRESET}; bench ls presets)")
     run.add_argument("--config", help="YAML sweep file (fields of bench.sweep.Sweep)")
     run.add_argument("--budget", type=_scalar, help="iterations per attack (default: the preset's)")
-    run.add_argument("--out", default=None, help="folder for records (default runs/<preset>)")
+    run.add_argument("--flops", dest="compute", type=_scalar, help="FLOPs per attack run, the same for every attack (replaces iteration budgets), e.g. 1e10")
+    run.add_argument("--attack-option", dest="attack_option", action="append", type=_attack_option, metavar="NAME.FIELD=VALUE",
+                     help="set a field of an attack's Config, e.g. dlg.lr=0.5 (repeatable; values as JSON: 1e-3, true, null, [0, 1])")
+    run.add_argument("--out", default=None, help="folder for records (default: runs/<preset>, runs/<preset>+<changes> when flags change it)")
     run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under a launch, cuda means cuda:LOCAL_RANK)")
     run.add_argument("--nproc", type=_at_least(1), default=1, help="local ranks to spawn (gloo on CPU, nccl on CUDA); under torchrun the launcher's ranks are used")
     run.add_argument("--shard-above", type=_at_least(1), help="with several ranks: batches up to this size run one per rank, larger ones are sharded over all ranks (default: shard every batch)")
@@ -157,10 +182,33 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--site", help="folder for a static site: an index and one page per runs folder")
     board.add_argument("--metrics", type=_names, help="metrics of the attack tables, comma-separated (default psnr)")
     board.add_argument("--columns", choices=("batch_size", "repetition"), help="column axis of the attack tables (default batch_size)")
+    board.add_argument("--at-flops", type=_positive_number, help="read each run at this compute: its best reconstruction within that many FLOPs (from its trace)")
+    board.add_argument("--target-gain", type=float, default=10.0, help="gain over the prior floor (dB) of the time-to-target table (default 10)")
 
     claims = sub.add_parser("claims", help="render the paper-claims table from the published records")
     claims.add_argument("--board", default="leaderboard", help="folder holding records/ (default: leaderboard)")
     claims.add_argument("--out", help="file to write (default: stdout)")
+
+    audit = sub.add_parser("audit", help="does my federated deployment leak? attack your own model on your own images")
+    audit.add_argument("--model", required=True, help="your model: path/to/file.py:ClassName (an nn.Module subclass)")
+    audit.add_argument("--model-args", default="{}", help="JSON object of the class's keyword arguments, e.g. '{\"num_classes\": 10}'")
+    audit.add_argument("--weights", help="your model's weights: .safetensors or a PyTorch state dict (read with weights_only)")
+    audit.add_argument("--data", required=True, help="folder of your images, one sub-folder per class (.png, .jpg)")
+    audit.add_argument("--normalization", default="data", help="data (the images' own mean and std, default), imagenet, or <mean>/<std> per channel, e.g. 0.5,0.5,0.5/0.25,0.25,0.25")
+    audit.add_argument("--image-size", type=_at_least(1), default=32, help="square size the images are served at (default 32)")
+    audit.add_argument("--batch-sizes", type=_values, default=[1, 8, 32], help="client batch sizes to audit (default 1,8,32)")
+    audit.add_argument("--cases", type=_at_least(2), default=5, help="client batches per batch size (seeds; default 5): the evidence of every verdict")
+    audit.add_argument("--local-steps", type=_at_least(1), default=1, help="local SGD steps per update: 1 = FedSGD (default), n > 1 = FedAvg")
+    audit.add_argument("--local-batch-size", type=_at_least(1), help="FedAvg minibatch (default: the client's whole batch)")
+    audit.add_argument("--local-lr", type=_positive_number, default=1e-4, help="FedAvg learning rate (default 1e-4)")
+    audit.add_argument("--defenses", type=_defenses, default=[], help="defenses to compare with none, e.g. 'dp(clip=1, sigma=0.5),prune(0.9)' (bench ls defenses)")
+    audit.add_argument("--labels", choices=("unknown", "known"), default="unknown", help="does the server know the labels? (default unknown)")
+    audit.add_argument("--bn-stats", choices=("auto", "none", "running", "exact"), default="auto", help="BN statistics the server has (auto: running with BN layers, else none)")
+    audit.add_argument("--bn-mode", choices=("train", "eval"), default="train", help="the client's BN mode (default train; DP-SGD needs eval)")
+    audit.add_argument("--attacks", type=_names, help="attacks to try (default: dlg, idlg, inverting-gradients, gradinversion, e2egi-no-mlco, e2egi)")
+    audit.add_argument("--max-minutes", type=_positive_number, default=20.0, help="wall time the whole audit may take (default 20)")
+    audit.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    audit.add_argument("--out", required=True, help="folder for the report (index.html, report.json, records/); written when complete")
 
     check = sub.add_parser("check", help="regression gate: a suite over seeds against reference distributions")
     check.add_argument("--suite", help="sweep file, or folder of them, to gate (default: the shipped suite, bench/presets/check)")
@@ -192,12 +240,19 @@ def main(argv: list[str] | None = None) -> int:
         from bench.plugins import load_plugins
 
         load_plugins()
+        if args.command == "audit":
+            from bench.audit.command import cmd_audit
+
+            return cmd_audit(args)
         from bench import commands
 
         return getattr(commands, f"cmd_{args.command}")(args)
     except BenchError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as a program ended by SIGPIPE
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return 128 + signal.SIGPIPE
     except OSError as err:  # a file system refusal not caught nearer (full disk, permissions)
         print(f"error: {err.filename or ''}{': ' if err.filename else ''}{err.strerror or err}", file=sys.stderr)
         return 2

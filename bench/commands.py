@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 from tabulate import tabulate
 
 from bench.attack import ATTACKS
 from bench.case import check_case_folder, load_case, save_case
+from bench.defaults import DEFAULT_PRESET
 from bench.client import simulate
 from bench.distributed.launch import (
     is_writer,
     launched,
     local_world_size_from_env,
+    probes_output,
     rank_device,
     should_spawn,
     spawn_local,
@@ -28,27 +33,51 @@ from bench.metrics import MetricConfig
 from bench.progress import Progress
 from bench.record import Record
 from bench.preflight import check_device, check_scenario, check_writable, validate
-from bench.runner import RunOptions, run_cells
-from bench.sweep import Sweep, expand, load_preset, load_sweep_file, override, scenarios
+from bench.report import closing_line, failure_lines, method_text, runs, skip_lines
+from bench.runner import RunOptions, already_ok, run_cells
+from bench.settings import differences, folder_name, settings_text
+from bench.sweep import Sweep, check_attack_options, expand, load_preset, load_sweep_file, override, scenarios
 from bench.threat import ThreatModel
 from bench.update import ClientUpdate
 
-DEFAULT_PRESET = "quick"
 PER_RUN_TABLE = "runs.txt"  # beside the records: one row per run of the last `bench run` into the folder
 
 
-def _sweep_from_args(args: argparse.Namespace, base: Sweep | None = None) -> Sweep:
-    """The sweep of `--config`/`--preset` (or `base`) with the flags given on top, checked as one (bench.cli
-    names each flag's destination after the Sweep field it sets)."""
-    if base is None:
-        if args.config is not None and args.preset is not None:
-            raise BenchError("give either --config or --preset, not both")
-        preset = DEFAULT_PRESET if args.preset is None else args.preset
-        base = load_sweep_file(args.config) if args.config is not None else load_preset(preset)
+def _preset_or_file(args: argparse.Namespace) -> Sweep:
+    """The sweep that `bench run`'s flags change: `--config`, `--preset`, or the default preset."""
+    if args.config is not None and args.preset is not None:
+        raise BenchError("give either --config or --preset, not both")
+    if args.config is not None:
+        return load_sweep_file(args.config)
+    return load_preset(DEFAULT_PRESET if args.preset is None else args.preset)
+
+
+def _sweep_from_args(args: argparse.Namespace, base: Sweep) -> Sweep:
+    """`base` with the flags given on top, checked as one (bench.cli names each flag's destination after the
+    Sweep field it sets)."""
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Sweep) if hasattr(args, f.name)}
     if given.get("budget") is not None and (given.get("track") or base.track) == "attacks":
         given["budgets"] = {}  # a budget given on the command line caps every attack, a preset's per-attack ones too
+    if getattr(args, "attack_option", None):  # field by field over each of the sweep's own settings
+        options = {name: base.attack_options_for(name) for name in base.attack_options}
+        for name, option, value in args.attack_option:
+            for setting in options.setdefault(name, [{}]):
+                setting[option] = value
+        given["attack_options"] = {name: sets[0] if len(sets) == 1 else sets for name, sets in options.items()}
     return override(base, **given)
+
+
+def run_sweep(args: argparse.Namespace) -> Sweep:
+    """The sweep `bench run` runs: the preset or file with the flags on top, named after what the flags
+    change (`quick+budget=2`), so that its records never land in the preset's folder."""
+    base = _preset_or_file(args)
+    sweep = _sweep_from_args(args, base)
+    changes = differences(base, sweep)
+    return dataclasses.replace(sweep, name=folder_name(base.name, changes)) if changes else sweep
+
+
+def records_folder(args: argparse.Namespace, sweep: Sweep) -> Path:
+    return Path(f"runs/{sweep.name}" if args.out is None else _folder(args.out))
 
 
 def _local_ranks(nproc: int) -> tuple[int, int]:
@@ -73,7 +102,7 @@ def summary_table(records: list[Record]) -> str:
     rows = []
     for r, update in zip(records, updates):
         s, m = r.config["scenario"], r.metrics
-        row = [r.config.get("attack") or r.config.get("label_method"), s["model"], s["batch_size"], f"{s['repetition']:g}"]
+        row = [method_text(r), s["model"], s["batch_size"], f"{s['repetition']:g}"]
         if labels_only:
             row += [update.short()] if show_update else []
             row += [s["seed"], r.status, _fmt(m.get("label_acc"), 3), _fmt(m.get("label_precision"), 3),
@@ -82,14 +111,14 @@ def summary_table(records: list[Record]) -> str:
             row += [ThreatModel.from_dict(s["threat"]).short(), s["seed"], r.status, _fmt(m.get("psnr")),
                     _fmt(m.get("psnr_gain")), _fmt(m.get("ssim"), 3), _fmt(m.get("lpips"), 3), _fmt(m.get("label_acc"), 3),
                     _fmt(r.cost.get("wall_s"), 1) if r.cost else "-"]
-        rows.append(row)
+        rows.append(row + [(r.error or "").splitlines()[0] if r.error else ""])  # why a run was skipped or failed
     if labels_only:
         headers = ["method", "model", "B", "r", *(["update"] if show_update else []), "seed", "status", "label acc ↑",
                    "precision ↑", "recall ↑", "count MAE ↓"]  # fmt: skip
     else:
         headers = ["attack", "model", "B", "r", "threat", "seed", "status", "PSNR ↑", "gain ↑", "SSIM ↑", "LPIPS ↓",
                    "label acc ↑", "time s"]
-    return tabulate(rows, headers=headers)
+    return tabulate(rows, headers=headers + ["reason"])
 
 
 def comparison(records: list[Record]) -> str:
@@ -113,13 +142,15 @@ def where_to_find(records: list[Record], out_dir: Path) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    sweep = _sweep_from_args(args)
+    started = time.monotonic()
+    sweep = run_sweep(args)
     if sweep.track == "labels":
         methods = LABELS.select(sweep.label_methods)
     else:
         methods = ATTACKS.select(sweep.attacks)
         for name in sweep.budgets:  # a budget for a name no attack has is a typo
             ATTACKS.get(name)
+        check_attack_options(sweep)
     world_size, local_ranks = _local_ranks(args.nproc)
     if args.shard_above is not None and world_size == 1:
         raise BenchError("--shard-above applies to runs on several ranks (--nproc N or torchrun)")
@@ -128,8 +159,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     cells = validate(
         expand(sweep, methods), world_size, args.shard_above, skip_infeasible=sweep.infeasible == "skip", metric=metric
     )
-    out_dir = Path(f"runs/{sweep.name}" if args.out is None else _folder(args.out))
-    check_writable(out_dir)
+    out_dir = records_folder(args, sweep)
+    if probes_output():
+        check_writable(out_dir)
     if should_spawn(args.nproc):
         return spawn_local(args.nproc, args.argv)
     with world(device) as collective:
@@ -140,25 +172,34 @@ def cmd_run(args: argparse.Namespace) -> int:
             save_images=not args.no_images,
             collective=collective,
             shard_above=args.shard_above,
+            fail_fast=args.fail_fast,
         )
         if not is_writer(collective):
             run_cells(cells, out_dir, options)
             return 0
         ranks = f", {world_size} ranks" if world_size > 1 else ""
-        print(f"{len(cells)} runs ({sweep.name}, {sweep.track}{ranks}): {', '.join(methods)} -> {out_dir}", flush=True)
-        progress = Progress(len(cells))
+        print(f"{runs(len(cells))} ({sweep.name}, {sweep.track}{ranks}): {', '.join(methods)} -> {out_dir}")
+        print(f"settings (as a sweep file):\n{textwrap.indent(settings_text(sweep), '  ')}", flush=True)
+        reused = {c.run_id for c in cells if already_ok(c, out_dir)} if args.resume else set()
+        progress = Progress(len(cells), lines=None if sys.stdout.isatty() else sys.stdout)
         try:
             records = run_cells(cells, out_dir, options, progress)
+        except KeyboardInterrupt:
+            progress.close()
+            print(f"interrupted: {progress.done} of {len(cells)} runs done; rerun with --resume", file=sys.stderr)
+            return 130
         finally:
             progress.close()
     print(summary_table(records) if args.per_run else comparison(records))
-    counts = {s: sum(r.status == s for r in records) for s in ("ok", "failed", "skipped")}
-    print(f"{counts['ok']}/{len(records)} ok, {counts['failed']} failed, {counts['skipped']} skipped; records in {out_dir}")
+    for line in skip_lines(records) + failure_lines(records, out_dir):
+        print(line)
+    print(closing_line(records, sum(r.run_id in reused for r in records), time.monotonic() - started, out_dir))
     print(where_to_find(records, out_dir))
-    for r in records:
-        if r.status == "failed":
-            print(f"failed: {r.config.get('attack') or r.config.get('label_method')} ({r.run_id}): {r.error}")
-    return 1 if counts["failed"] else 0
+    failed = [r for r in records if r.status == "failed"]
+    if failed and args.fail_fast:
+        print(f"stopped at the first failure (--fail-fast), {len(records)} of {len(cells)} runs done:", file=sys.stderr)
+        print(failed[0].traceback or failed[0].error, file=sys.stderr, end="")
+    return 1 if failed else 0
 
 
 def _folder(text: str) -> str:
@@ -171,7 +212,7 @@ def cmd_case(args: argparse.Namespace) -> int:
     if args.case_command == "show":
         print(load_case(args.folder).summary())
         return 0
-    (scenario,) = scenarios(_sweep_from_args(args, base=Sweep()))  # one value per axis: one scenario
+    (scenario,) = scenarios(_sweep_from_args(args, Sweep()))  # the default scenario with the flags on top
     out = Path(_folder(args.out))
     check_case_folder(out)
     check_scenario(scenario)
@@ -193,10 +234,15 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.site is not None:
         from bench.leaderboard.site import check_site_folder, write_site
 
+        if args.at_flops is not None:
+            raise BenchError("--at-flops renders tables (--format, --out, --plots); the site draws every run's trace whole")
         check_site_folder(Path(args.site))  # before any work
     if args.site is None or args.out is not None or args.plots is not None:
         # args.out stays a string: a trailing slash means "folder" and Path() would drop it.
-        text = write_leaderboard(args.runs, args.out, args.format, plots_dir=args.plots, views=views)
+        text = write_leaderboard(
+            args.runs, args.out, args.format, plots_dir=args.plots, views=views, flops=args.at_flops,
+            target_gain=args.target_gain,
+        )  # fmt: skip
         if args.out is None and args.site is None:
             print(text, end="")
     if args.site is not None:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from bench.plugins import loaded_plugins
+
 PACKAGES = ("gibench", "torch", "torchvision", "timm", "lpips", "numpy", "scipy")
 
 
@@ -50,6 +52,7 @@ def device_name(device: torch.device | str) -> str:
 def environment(device: torch.device | str = "cpu", world_size: int = 1) -> dict:
     return {
         "versions": dict(versions()),
+        "plugins": [plugin.summary() for plugin in loaded_plugins()],
         "python": platform.python_version(),
         "git_commit": git_commit(),
         "device": device_name(device),

@@ -46,6 +46,7 @@ class _Prior(Attack):
     """One prior image for every sample; the labels only when the threat model gives them."""
 
     Config = PriorConfig
+    flops_metered = True  # no matrix product at all
     requires = Requirements(updates=UPDATE_KINDS, aggregated=True)  # one image per sample, all K*B
 
     def invert(self, case: Case, budget: int | None, seed: int, progress: Progress | None) -> Reconstruction:

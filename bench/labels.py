@@ -27,6 +27,7 @@ from collections.abc import Callable
 import torch
 
 from bench.case import Case
+from bench.compute import evaluation
 from bench.errors import BenchError
 from bench.registry import Registry
 
@@ -99,7 +100,8 @@ def known_or_recovered(case: Case, method: str) -> tuple[torch.Tensor, str]:
     gives them, else those recovered by the label `method` (its name)."""
     if case.labels is not None:
         return case.labels.long(), "known"
-    return recover_labels(method, case), method
+    key = ("labels", method, case.architecture.key(), case.bn_mode, case.num_images, repr(case.threat.update))
+    return evaluation(key, f"labels ({method})", lambda: recover_labels(method, case)), method
 
 
 def greedy_by_impact(

@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 INDEX_FILE = Path(__file__).with_name("listing.json")
 
@@ -40,34 +41,51 @@ def rows(what: str) -> list[list[str]]:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
+    """The index's rows; where plugins are declared, they are loaded and their rows follow, marked as such."""
     from tabulate import tabulate
 
-    print(tabulate(rows(args.what), headers=HEADERS[args.what]))
+    from bench.plugins import declared_plugins
+
+    table, headers = rows(args.what), HEADERS[args.what]
+    if declared_plugins():
+        from bench.plugins import load_plugins, registries
+
+        plugins = load_plugins()
+        registry = registries().get(args.what)
+        table = [[*row, "built-in"] for row in table] + [
+            [*index_row(args.what, registry.get(name)), plugin.source.name]
+            for plugin in plugins
+            for name in plugin.added.get(args.what, ())
+        ]
+        headers = [*headers, "from"]
+    print(tabulate(table, headers=headers))
+    if declared_plugins():
+        print(f"\nplugins (rows marked with their name; {INDEX_FILE.name} indexes the built-ins only):")
+        for plugin in plugins:
+            print(f"  {plugin.summary()}")
     return 0
 
 
+def index_row(what: str, entry: Any) -> list[str]:
+    """What `bench ls WHAT` shows of one registered entry: its name, description and the kind's extra column."""
+    extra = {
+        "attacks": lambda: [entry.obj.requires.short()],
+        "labels": lambda: [", ".join(entry.info.get("needs", ()))],
+        "defenses": lambda: [", ".join(f.name for f in dataclasses.fields(entry.obj))],
+    }
+    return [entry.name, entry.description, *extra.get(what, lambda: [])()]
+
+
 def build_index() -> dict[str, list[list[str]]]:
-    """The index as the registrations give it (imports every registering module)."""
-    from bench.attack import ATTACKS
-    from bench.data import DATASETS
-    from bench.defenses import DEFENSES
-    from bench.labels import LABELS
-    from bench.metrics import METRICS
-    from bench.models import MODELS
-    from bench.plugins import load_plugins
+    """The index as the built-in registrations give it (imports every registering module; plugins' names
+    are left out)."""
+    from bench.plugins import load_plugins, registries
     from bench.sweep import load_preset, preset_names
 
-    load_plugins()
-    extra = {
-        "attacks": lambda entry: [entry.obj.requires.short()],
-        "labels": lambda entry: [", ".join(entry.info.get("needs", ()))],
-        "defenses": lambda entry: [", ".join(f.name for f in dataclasses.fields(entry.obj))],
-    }
-    registries = {"attacks": ATTACKS, "labels": LABELS, "models": MODELS, "datasets": DATASETS,
-                  "metrics": METRICS, "defenses": DEFENSES}  # fmt: skip
+    from_plugins = {(kind, name) for plugin in load_plugins() for kind, names in plugin.added.items() for name in names}
     index = {
-        what: [[e.name, e.description, *extra.get(what, lambda _: [])(e)] for e in registry.entries()]
-        for what, registry in registries.items()
+        what: [index_row(what, e) for e in registry.entries() if (what, e.name) not in from_plugins]
+        for what, registry in registries().items()
     }
     index["presets"] = [[name, load_preset(name).description] for name in preset_names()]
     return index

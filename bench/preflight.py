@@ -127,9 +127,21 @@ def check_model(arch: Architecture, scenario: Scenario) -> None:
     blank = torch.zeros(1, arch.channels, arch.image_size, arch.image_size)
     try:
         with torch.no_grad():
-            model.eval()(blank)
+            output = model.eval()(blank)
     except RuntimeError as err:
         raise BenchError(f"{what} cannot take {arch.image_size} px images: {_first_line(err)}") from None
+    check_scores(what, output, arch.num_classes)
+
+
+def check_scores(what: str, output: object, num_classes: int) -> None:
+    """A model's output must be one score per class for each image: a tensor of shape (images, num_classes)."""
+    if not isinstance(output, torch.Tensor):
+        raise BenchError(f"{what} returns a {type(output).__name__}; the client's loss needs a tensor of class scores")
+    if output.dim() != 2 or output.shape[1] != num_classes:
+        raise BenchError(
+            f"{what} outputs shape {tuple(output.shape)} for {output.shape[0] if output.dim() else 0} image(s); "
+            f"the data has {num_classes} classes, so one score per class, shape (images, {num_classes}), is needed"
+        )
 
 
 def check_lpips_weights(metric: MetricConfig) -> None:

@@ -1,6 +1,7 @@
 """Progress bars: one over the sweep, one per run (iterations, current loss, ETA).
 
-Quiet when the output is not a terminal (CI logs, pipes), so records and the summary table stay readable.
+The bars are drawn only on a terminal. When standard output is not one (CI logs, pipes, files), each
+finished run is one line there instead (bench.report.run_line), written as soon as the run ends.
 """
 
 from __future__ import annotations
@@ -11,12 +12,18 @@ from typing import Callable, TextIO
 from tqdm import tqdm
 
 from bench.record import Record
+from bench.report import run_line
 
 
 class Progress:
-    def __init__(self, total: int, stream: TextIO = sys.stderr, enabled: bool | None = None) -> None:
+    """`stream` draws the bars (when `enabled`; by default when it is a terminal); `lines`, when given,
+    receives one line per finished run (`bench run` gives standard output when it is not a terminal)."""
+
+    def __init__(self, total: int, stream: TextIO = sys.stderr, enabled: bool | None = None, lines: TextIO | None = None) -> None:
         self.enabled = stream.isatty() if enabled is None else enabled
         self.stream = stream
+        self.lines = lines
+        self.total = total
         self.sweep = tqdm(total=total, desc="sweep", unit="run", file=stream, disable=not self.enabled, position=0)
         self.run: tqdm | None = None
         self.counts = {"ok": 0, "failed": 0, "skipped": 0, "resumed": 0}
@@ -44,6 +51,13 @@ class Progress:
         self.counts["resumed" if resumed else record.status] += 1
         self.sweep.set_postfix({k: v for k, v in self.counts.items() if v}, refresh=False)
         self.sweep.update(1)
+        if self.lines is not None:
+            print(run_line(record, self.done, self.total, reused=resumed), file=self.lines, flush=True)
+
+    @property
+    def done(self) -> int:
+        """Runs finished so far (reused ones included)."""
+        return sum(self.counts.values())
 
     def close(self) -> None:
         self.end_run()

@@ -37,11 +37,16 @@ class Record:
     cost: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
     error: str | None = None
+    traceback: str | None = None  # the failure's full traceback (failed runs; absent in older records)
     update: dict = field(default_factory=dict)  # the shared update's facts (bench.client); absent in older records
+    trace: list = field(default_factory=list)  # quality against compute (bench.trace); absent in older records
     schema: int = RECORD_SCHEMA
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if not data["trace"]:
+            del data["trace"]  # the label track and runs that did not run have none
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "Record":

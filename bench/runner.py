@@ -10,6 +10,8 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -18,9 +20,11 @@ from typing import Any, Callable
 
 import torch
 
-from bench.attack import Reconstruction, create_attack
+from bench.attack import Reconstruction, attack_from_config
 from bench.case import Case, Secret
 from bench.client import batch_facts, simulate
+from bench.compute import run_meter
+from bench.compute_budget import ComputeTooSmall, plan_budget
 from bench.cost import measure
 from bench.environment import environment
 from bench.errors import BenchError
@@ -31,6 +35,7 @@ from bench.metrics import MetricConfig, label_scores, score
 from bench.progress import Progress
 from bench.record import Record, load_record, save_record
 from bench.sweep import Cell
+from bench.trace import Tracer
 
 
 @dataclass(frozen=True)
@@ -45,10 +50,17 @@ class RunOptions:
     collective: Any = None
     shard_above: int | None = None
     wait_timeout_s: float = 24 * 3600.0
+    fail_fast: bool = False  # stop at the first failed run
 
 
 def _error_line(err: BaseException) -> str:
     return traceback.format_exception_only(type(err), err)[-1].strip()
+
+
+def _failed(err: BaseException, base: dict, stage: str = "") -> Record:
+    """A failed run's record: the exception's last line as `error`, its whole traceback as `traceback`."""
+    text = "".join(traceback.format_exception(err))
+    return Record(status="failed", error=stage + _error_line(err), traceback=text, **base)
 
 
 def _record_fields(cell: Cell, secret: Secret | None, options: RunOptions) -> dict:
@@ -74,41 +86,68 @@ def attack_case(
     """Run one attack cell on an already simulated case; every outcome becomes a record. The cost is the
     attack's own (scoring apart, in `score_s`); `client_cost` is what simulating the case cost; `floors`
     gives the prior floors' PSNRs on this case (computed here when not given), for `psnr_gain`; it is
-    called only once the attack has run, so a case the attack skips costs no floors."""
+    called only once the attack is known to run on the case, so a case the attack skips costs no floors."""
     device = torch.device(options.device)
     base = _record_fields(cell, secret, options)
-    attack = create_attack(cell.attack, device=device, collective=options.collective)
+    attack = attack_from_config(cell.attack, cell.attack_config, device, options.collective)
     reason = attack.incompatibility(case)
     if reason:
         return Record(status="skipped", error=reason, **base), None
+    floors = functools.cache(floors or (lambda: floor_psnrs(case, secret, options.metric)))
     try:
         callback = progress.run_callback(cell) if progress else None
         pay_lazy_imports()
-        with measure(device) as cost:
-            if cell.attack in FLOORS:  # a scoring reference: told which items the clients hold, never their images
-                rec = floor_reconstruction(cell.attack, case, secret)
-            else:
-                rec = attack.reconstruct(case, budget=cell.budget, seed=cell.scenario.seed, progress=callback)
+        floors()  # before the run: the trace's gains need them, and their time is not the attack's
+        plan = None if cell.flops is None else plan_budget(
+            cell.attack, case, cell.flops, device, cell.scenario.seed, cell.attack_config
+        )
+        budget = cell.budget if plan is None else plan.budget
+        with run_meter(attack.flops_metered, cell.flops) as meter:
+            tracer = Tracer(secret, floors, options.metric, meter.spent, callback)
+            with measure(device) as cost:
+                if cell.attack in FLOORS:  # a scoring reference: told which items the clients hold, never their images
+                    rec = floor_reconstruction(cell.attack, case, secret)
+                else:
+                    rec = attack.reconstruct(case, budget=budget, seed=cell.scenario.seed, progress=tracer.progress())
         with measure(device) as scoring:
             scores = score(rec, secret, options.metric)
-        floor_values = floors() if floors is not None else floor_psnrs(case, secret, options.metric)
+        floor_values = floors()
+        flops, scale = _run_flops(meter.spent(), options)
+    except ComputeTooSmall as err:  # a property of the cell, like an incompatible threat model
+        return Record(status="skipped", error=str(err), **base), None
     except Exception as err:  # a failing attack is a result, not a crash of the sweep
         if _world_size(options) > 1:
             raise  # the ranks' collectives no longer line up: stop, and let the launcher stop the others
-        return Record(status="failed", error=_error_line(err), **base), None
+        return _failed(err, base), None
     finally:
         if progress:
             progress.end_run()
+    # checkpoints are the runner's work, not the attack's
+    cost.update(wall_s=cost["wall_s"] - tracer.overhead_s, cpu_s=cost["cpu_s"] - tracer.overhead_cpu_s)
     cost.update(
         iterations=rec.iterations,
         s_per_iteration=cost["wall_s"] / rec.iterations if rec.iterations else None,
         score_s=scoring["wall_s"],
+        trace_s=tracer.overhead_s,
+        flops=flops,
+        flops_by_kind=meter.by_kind(),
         client=client_cost,
     )
+    if plan is not None:
+        cost["compute"] = {**plan.to_dict(), "stopped": rec.extra.get("stopped")}
     extra = {k: v for k, v in rec.extra.items() if isinstance(v, (str, int, float, bool, type(None), list, dict))}
     metrics = {**scores.summary, **floor_metrics(scores.summary["psnr"], floor_values)}
     per_image = {**scores.per_image, "attack_extra": extra}
-    return Record(status="ok", metrics=metrics, per_image=per_image, cost=cost, **base), rec
+    trace = tracer.entries(metrics, flops, cost["wall_s"], rec.iterations, rec.extra.get("gradient_loss"), scale)
+    return Record(status="ok", metrics=metrics, per_image=per_image, cost=cost, trace=trace, **base), rec
+
+
+def _run_flops(local: int, options: RunOptions) -> tuple[int, float]:
+    """The run's FLOPs over every rank sharing it, and their ratio to this process's."""
+    if _world_size(options) == 1 or local == 0:
+        return local, 1.0
+    total = int(options.collective.all_sum_values(torch.tensor([float(local)], dtype=torch.float64)).item())
+    return total, total / local
 
 
 def pay_lazy_imports() -> None:
@@ -129,7 +168,7 @@ def recover_case(cell: Cell, case: Case, secret: Secret, options: RunOptions, cl
             predicted = recover_labels(cell.label_method, case)
         scores = label_scores(secret.labels, predicted)
     except Exception as err:
-        return Record(status="failed", error=_error_line(err), **base)
+        return _failed(err, base)
     cost.update(iterations=0, client=client_cost)
     per_image = {"true_labels": secret.labels.tolist(), "predicted_labels": predicted.tolist()}
     return Record(status="ok", metrics=scores.to_dict(), per_image=per_image, cost=cost, **base)
@@ -166,8 +205,7 @@ def _run_one(cell: Cell, options: RunOptions, cache: dict, progress: Progress | 
     except Exception as err:  # the client itself failed (e.g. out of memory): a result for this cell
         if _world_size(options) > 1:
             raise
-        error = f"client simulation: {_error_line(err)}"
-        return Record(status="failed", error=error, **_record_fields(cell, None, options)), None, None
+        return _failed(err, _record_fields(cell, None, options), stage="client simulation: "), None, None
     case, secret, client_cost = cache["case"], cache["secret"], cache["client_cost"]
     if cell.label_method is not None:
         return recover_case(cell, case, secret, options, client_cost), None, secret
@@ -237,6 +275,11 @@ def run_cells(
             progress.cell_done(record)
         if on_record:
             on_record(record)
+        if options.fail_fast and record.status == "failed":
+            if world > 1:  # the other ranks are the launcher's to stop
+                print(record.traceback, file=sys.stderr, end="")
+                raise BenchError(f"{cell.method} failed, stopping (--fail-fast): {record.error}")
+            break
     if world > 1 and rank == 0:
         records.update(_collect_others(cells, records, out_dir, options, started))
     return [records[i] for i in sorted(records)]

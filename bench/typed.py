@@ -64,10 +64,18 @@ def _where(loc: tuple) -> str:
 
 def check_fields(instance: Any) -> None:
     """Raise FieldError for the first field of dataclass `instance` whose value does not fit its type."""
+    checked_values(instance)
+
+
+def checked_values(instance: Any) -> dict[str, Any]:
+    """Each field of dataclass `instance` as its type reads it (an int given for a float becomes a float);
+    FieldError for the first value that does not fit."""
+    values = {}
     for name, adapter in _adapters(type(instance)).items():
         try:
-            adapter.validate_python(getattr(instance, name), strict=True)
+            values[name] = adapter.validate_python(getattr(instance, name), strict=True)
         except ValidationError as err:
             first = err.errors(include_url=False)[0]
             message = first["msg"].removeprefix("Value error, ")
             raise FieldError(f"{name}{_where(first['loc'])}", f"{message} (got {first['input']!r})") from None
+    return values

@@ -14,6 +14,9 @@ create_graph, backward into the images) on a FedAvg update of 5 local steps and 
 the same case's FedSGD gradient and against the floor (CPU seconds, interleaved, median of 5; the
 FedSGD case's floor).
 
+`test_trace_overhead` measures the share of a run its trace's checkpoints take (the attack's `current()` and
+the runner's scoring, `cost.trace_s`, against the attack's own wall seconds): at most 3% by design.
+
 `test_seed_batching` compares 8 seeds evaluated as one computation with one seed (per seed-iteration, at
 B = 1, 4 and 16 in one run, CPU seconds on one thread with the measurements interleaved, so a busy machine
 slows both alike); `test_seed_batching_memory` measures how an iteration's peak memory grows with the
@@ -288,4 +291,29 @@ def test_combination_share(benchmark, monkeypatch):
         }
     benchmark.extra_info.update(model="convnet width 8 at 16 px", budget=48, by_batch_size=rows)
     print(json.dumps(benchmark.extra_info, indent=1))
+    benchmark.pedantic(lambda: None, rounds=1)
+
+
+def test_trace_overhead(benchmark, tmp_path):
+    """Checkpoints' share of the run, in both settings of the quick preset at its compute, one run each."""
+    from bench.runner import RunOptions, run_cells
+    from bench.sweep import Cell
+
+    lenet = Scenario(model="lenet", dataset="embedded-detail", image_size=16, batch_size=1, seed=0,
+                     threat=ThreatModel(False, "none"))  # fmt: skip
+    convnet = Scenario(model="convnet", model_options={"width": 16}, dataset="digits", image_size=16, batch_size=1,
+                       seed=0, bn_mode="eval", train_steps=100, threat=ThreatModel(False, "exact"))  # fmt: skip
+    cells = [Cell(lenet, attack=a, flops=10**9) for a in ("dlg", "inverting-gradients")]
+    cells += [Cell(convnet, attack=a, flops=10**11) for a in ("e2egi", "e2egi-no-mlco", "gradinversion")]
+    records = run_cells(cells, tmp_path, RunOptions(save_images=False))
+    shares = {
+        f"{r.config['scenario']['model']} {r.config['attack']}": {
+            "wall_s": r.cost["wall_s"], "trace_s": r.cost["trace_s"], "share": r.cost["trace_s"] / r.cost["wall_s"],
+            "checkpoints": len(r.trace),
+        }
+        for r in records
+    }  # fmt: skip
+    benchmark.extra_info.update(runs=shares)
+    print(json.dumps(benchmark.extra_info, indent=1))
+    assert all(run["share"] <= 0.03 for run in shares.values()), shares
     benchmark.pedantic(lambda: None, rounds=1)

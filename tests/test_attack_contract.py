@@ -1,4 +1,4 @@
-"""The attack contract, checked for EVERY registered attack.
+"""The attack contract (bench.contract), checked for EVERY registered attack, plugins loaded included.
 
 An attack receives a Case (never the Secret), returns B images in [0, 1] of the batch's shape and B labels
 or None, declares what it requires of the threat model, and cannot reach the client's private batch: the
@@ -9,53 +9,33 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import re
-import typing
 from collections.abc import Iterator
 
 import pytest
 import torch
 
-import attacks  # noqa: F401  (registers E2EGI)
-import baselines  # noqa: F401  (registers the baselines and the floor)
-import baselines.dlg  # noqa: F401
-import baselines.gradinversion  # noqa: F401
-import baselines.idlg  # noqa: F401
-import baselines.inverting_gradients  # noqa: F401
 from bench.attack import ATTACKS, Attack, Reconstruction, create_attack
 from bench.case import Case, Secret
-from bench.client import simulate
+from bench.contract import (
+    CONTRACT_SCENARIOS,
+    ContractError,
+    check_declaration,
+    check_output,
+    check_refusals,
+    check_requirements,
+    contract_cases,
+)
 from bench.errors import BenchError
 from bench.plugins import load_plugins
-from bench.scenario import Scenario
-from bench.threat import ThreatModel
+from bench.registry import Entry
 
-load_plugins()
-
-
-def _lenet(seed: int, threat: ThreatModel) -> Scenario:
-    return Scenario(model="lenet", image_size=16, batch_size=1, seed=seed, threat=threat)
-
-
-def _convnet(seed: int, threat: ThreatModel) -> Scenario:
-    return Scenario(model="convnet", model_options={"width": 4}, image_size=16, batch_size=2, seed=seed, threat=threat)
-
-
-# Tiny cases that between them satisfy every declared requirement: no BN and BN, B = 1 and B = 2,
-# labels known and unknown, BN statistics none / running / exact.
-SCENARIOS = {
-    "lenet-b1-unknown": _lenet(1, ThreatModel(labels_known=False, bn_stats="none")),
-    "lenet-b1-known": _lenet(2, ThreatModel(labels_known=True, bn_stats="none")),
-    "convnet-b2-exact": _convnet(3, ThreatModel(labels_known=False, bn_stats="exact")),
-    "convnet-b2-running-known": _convnet(4, ThreatModel(labels_known=True, bn_stats="running")),
-    "convnet-b2-none": _convnet(5, ThreatModel(labels_known=False, bn_stats="none")),
-}
-BUDGET = 3  # iterations: the contract is about shapes, ranges and information flow, not quality
+load_plugins()  # the built-in attacks, and those of any plugin declared (GIBENCH_PLUGINS, entry points)
+SCENARIOS = CONTRACT_SCENARIOS
 
 
 @pytest.fixture(scope="module")
 def cases() -> dict[str, tuple[Case, Secret]]:
-    return {name: simulate(scenario) for name, scenario in SCENARIOS.items()}
+    return contract_cases()
 
 
 def test_the_attacks_of_the_benchmark_are_registered():
@@ -64,51 +44,18 @@ def test_the_attacks_of_the_benchmark_are_registered():
 
 @pytest.mark.parametrize("name", ATTACKS.names())
 def test_attack_signature_takes_a_case_and_never_a_secret(name):
-    cls = ATTACKS.get(name).obj
-    assert issubclass(cls, Attack)
-    hints = typing.get_type_hints(cls.reconstruct)
-    assert hints["case"] is Case and hints["return"] is Reconstruction
-    assert Secret not in hints.values()
-    assert dataclasses.is_dataclass(cls.Config) and cls.Config.__dataclass_params__.frozen
-    assert ATTACKS.get(name).description and "\n" not in ATTACKS.get(name).description
+    check_declaration(name)
 
 
 @pytest.mark.parametrize("name", ATTACKS.names())
 def test_attack_output_contract_on_every_compatible_case(name, cases):
-    ran = 0
-    for case_name, (case, secret) in cases.items():
-        attack = create_attack(name)
-        reason = attack.requires.incompatibility(case.threat, case.has_bn_layers(), case.batch_size)
-        if reason is not None:
-            assert isinstance(reason, str) and reason and "\n" not in reason
-            continue
-        rec = attack.reconstruct(case, budget=BUDGET, seed=0)
-        assert isinstance(rec, Reconstruction), case_name
-        assert rec.images.shape == secret.images.shape, case_name
-        assert rec.images.dtype == torch.float32 and torch.isfinite(rec.images).all(), case_name
-        assert rec.images.min() >= 0 and rec.images.max() <= 1, case_name
-        if rec.labels is not None:
-            assert rec.labels.shape == (case.batch_size,) and rec.labels.dtype == torch.int64, case_name
-            assert rec.labels.min() >= 0 and rec.labels.max() < case.num_classes, case_name
-        assert 0 <= rec.iterations
-        ran += 1
-    assert ran > 0, f"{name} declared itself incompatible with every contract case"
+    check_output(name, cases)
 
 
 @pytest.mark.parametrize("name", ATTACKS.names())
 def test_declared_requirements_match_the_threat_models(name, cases):
     """An attack needing BN statistics or BN layers says so before running, not by failing half-way."""
-    requires = ATTACKS.get(name).obj.requires
-    for case, _ in cases.values():
-        reason = requires.incompatibility(case.threat, case.has_bn_layers(), case.batch_size)
-        if requires.labels_known and not case.threat.labels_known:
-            assert reason is not None
-        if requires.needs_bn_layers and not case.has_bn_layers():
-            assert reason is not None
-        if case.threat.bn_stats not in requires.bn_stats:
-            assert reason is not None
-        if requires.max_batch_size is not None and case.batch_size > requires.max_batch_size:
-            assert reason is not None
+    check_requirements(name, cases)
 
 
 def test_idlg_refuses_a_batch_it_declares_incompatible(cases):
@@ -121,12 +68,30 @@ def test_idlg_refuses_a_batch_it_declares_incompatible(cases):
 
 @pytest.mark.parametrize("name", ATTACKS.names())
 def test_every_attack_refuses_every_case_its_requirements_exclude(name, cases):
-    attack = create_attack(name)
-    for case, _ in cases.values():
-        reason = attack.incompatibility(case)
-        if reason is not None:
-            with pytest.raises(BenchError, match=re.escape(reason)):
-                attack.reconstruct(case, budget=1)
+    check_refusals(name, cases)
+
+
+def test_the_checks_catch_a_broken_attack(cases, monkeypatch):
+    """An attack that returns images of the wrong shape, or runs on a case it declares excluded, fails."""
+
+    class WrongShape(Attack):
+        Config = type(create_attack("noise").config)
+
+        def invert(self, case, budget, seed, progress):
+            return Reconstruction(torch.zeros(1, *case.image_shape), None)
+
+    class IgnoresItsRequirements(WrongShape):
+        requires = dataclasses.replace(WrongShape.requires, labels_known=True)
+
+        def reconstruct(self, case, budget=None, seed=0, progress=None):
+            return self.invert(case, budget, seed, progress)
+
+    for name, cls in (("probe-wrong-shape", WrongShape), ("probe-ignores-requirements", IgnoresItsRequirements)):
+        monkeypatch.setitem(ATTACKS._entries, name, Entry(name, cls, "contract probe"))
+    with pytest.raises(ContractError, match="images"):
+        check_output("probe-wrong-shape", cases)
+    with pytest.raises(ContractError, match="ran on a case its requirements exclude"):
+        check_refusals("probe-ignores-requirements", cases)
 
 
 # ---- the Case cannot reach the Secret ----------------------------------------------------------------

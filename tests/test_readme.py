@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,15 +24,24 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN_BY_CI = ("pip install", "python -m pytest")
 # (pattern, flags appended): the first pattern found in a command scales it
 SCALE = [
+    (r"bench run .*--track labels .*--num-classes 1000", ["--image-size", "32", "--batch-sizes", "32", "--seeds", "0"]),
     (r"bench run .*--track labels", ["--image-size", "32", "--batch-sizes", "8", "--seeds", "0"]),
     (r"bench run .*--preset paper", ["--image-size", "32", "--batch-sizes", "8", "--repetitions", "0", "--seeds", "0",
                                      "--budget", "1", "--attacks", "noise,dlg"]),  # fmt: skip
     (r"bench run .*--models resnet18", ["--budget", "1", "--seeds", "0", "--batch-sizes", "2", "--image-size", "16"]),
+    (r"bench run .*--flops", ["--flops", "2e8", "--seeds", "0"]),
     (r"bench run", ["--budget", "1", "--seeds", "0"]),
     (r"bench check --suite", []),  # the user's gate on the README's my_sweep.yaml: small as it is
     (r"bench check", ["--only", "idlg,llg"]),
+    (r"bench audit", ["--attacks", "dlg", "--max-minutes", "3", "--cases", "2", "--batch-sizes", "2"]),  # DLG stops at its paper budget, well within the time
 ]
-MY_SWEEP = "name: custom\nattacks: [noise]\nmodels: [lenet]\nimage_size: 16\nbatch_sizes: [2]\n"  # the README's my_sweep.yaml
+PLUGIN = ROOT / "tests" / "plugin"  # the README's example plugin, run from a folder holding tests/plugin
+
+
+def readme_block(language: str, first_line: str) -> str:
+    """The README's code block in `language` that starts with `first_line`."""
+    blocks = re.findall(rf"```{language}\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    return next(block for block in blocks if block.startswith(first_line))
 
 
 def quickstart_commands() -> list[str]:
@@ -69,10 +79,31 @@ def test_ci_runs_the_readme_commands():
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
-    """One folder for every command, so later commands find what earlier ones wrote (runs/, cases/)."""
+    """One folder for every command, so later commands find what earlier ones wrote (runs/, cases/), with
+    the user's files the README names: my_sweep.yaml, my_model.py (as the README shows it), my_images/."""
+    from tests.test_audit import write_images
+
     folder = tmp_path_factory.mktemp("readme")
-    (folder / "my_sweep.yaml").write_text(MY_SWEEP)
+    (folder / "my_sweep.yaml").write_text(readme_block("yaml", "# my_sweep.yaml"))
+    shutil.copytree(PLUGIN, folder / "tests" / "plugin", ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "my_model.py").write_text(readme_block("python", "# my_model.py"))
+    write_images(folder / "my_images")
     return folder
+
+
+def test_the_readme_example_attack_is_the_tested_plugin():
+    assert readme_block("python", '"""cosine-adam') == (PLUGIN / "cosine_adam.py").read_text()
+
+
+def _records_folder(words: list[str], workspace: Path, env: dict[str, str]) -> str:
+    """Where `bench run` WORDS writes its records when run as shown (scaling flags would name another folder)."""
+    code = (
+        "import sys\nfrom bench.cli import build_parser\nfrom bench.commands import records_folder, run_sweep\n"
+        "args = build_parser().parse_args(sys.argv[1:])\nprint(records_folder(args, run_sweep(args)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code, *words], cwd=workspace, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
 
 
 def _cuda_devices_needed(words: list[str]) -> int:
@@ -91,8 +122,15 @@ def test_readme_command_runs_as_shown(command: str, workspace: Path):
     if needed > torch.cuda.device_count():
         pytest.skip(f"needs {needed} CUDA device(s)")
     extra = next((flags for pattern, flags in SCALE if re.search(pattern, command)), [])
+    assignments = {}
+    while "=" in words[0]:  # VARIABLE=value before the program, as a shell reads them
+        name, _, value = words.pop(0).partition("=")
+        assignments[name] = value
     program = {"python": [sys.executable], "torchrun": [sys.executable, "-m", "torch.distributed.run"]}[words[0]]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    paths = [str(ROOT), assignments.pop("PYTHONPATH", None), os.environ.get("PYTHONPATH")]
+    env = {**os.environ, **assignments, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
+    if words[1:4] == ["-m", "bench", "run"] and "--out" not in words:  # scaled, it writes where it would unscaled
+        extra = [*extra, "--out", _records_folder(words[3:], workspace, env)]
     done = subprocess.run(
         program + words[1:] + extra, cwd=workspace, env=env, capture_output=True, text=True, timeout=900
     )

@@ -63,7 +63,14 @@ def screenshots(tmp_path_factory) -> Path:
 
 def _open(driver, relative: str) -> None:
     driver.get((SITE / relative).as_uri())
-    assert driver.execute_script("return document.readyState") == "complete"
+    _wait_loaded(driver)
+
+
+def _wait_loaded(driver, seconds: float = 30.0) -> None:
+    """Until the page and its images have loaded: `get` may return while the document is still interactive."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, seconds).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def _console_errors(driver) -> list[str]:

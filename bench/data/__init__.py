@@ -37,4 +37,4 @@ def open_dataset(name: str, path: str | None = None) -> ImageSource:
 
 
 # Registration happens at import; these come last because they import DATASETS from this module.
-from bench.data import celeba, cifar, digits, embedded, imagefolder, mnist  # noqa: E402,F401
+from bench.data import celeba, cifar, digits, embedded, folder, imagefolder, mnist  # noqa: E402,F401

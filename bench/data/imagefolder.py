@@ -31,12 +31,11 @@ LAYOUT = "the folder holding one sub-folder of images per class (<path>/<class>/
 class ImageFolderDataset:
     """Sorted class folders of image files; only the file list and labels are read when opened."""
 
-    channels = 3
-
-    def __init__(self, name: str, root: Path, normalization: Normalization) -> None:
+    def __init__(self, name: str, root: Path, normalization: Normalization, channels: int = 3) -> None:
         self.name = name
         self.root = root
         self.normalization = normalization
+        self.channels = channels  # 1: images are decoded to grey
         self.class_names: list[str] = []
         files: list[str] = []
         labels: list[int] = []
@@ -59,8 +58,8 @@ class ImageFolderDataset:
         return len(self.files)
 
     def load(self, index: int, size: int, crop_seed: int = 0) -> torch.Tensor:
-        """Item `index` as 3 x size x size in [0, 1]; deterministic, `crop_seed` is ignored."""
-        image = open_rgb(Path(self.files[index]))
+        """Item `index` as C x size x size in [0, 1]; deterministic, `crop_seed` is ignored."""
+        image = open_rgb(Path(self.files[index]), "L" if self.channels == 1 else "RGB")
         return crop_resize(image, center_box(image.width, image.height), size)
 
 

@@ -31,11 +31,11 @@ def local_copy(dataset: str, path: str | Path | None, expected: str) -> Path:
     return folder
 
 
-def open_rgb(path: Path) -> Image.Image:
-    """An image file decoded to 8-bit RGB (grey and palette images are converted)."""
+def open_rgb(path: Path, mode: str = "RGB") -> Image.Image:
+    """An image file decoded to 8-bit RGB (grey and palette images are converted), or to `mode` ("L": grey)."""
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            return image.convert(mode)
     except FileNotFoundError:
         raise BenchError(f"image file {path} is missing; check --data-path") from None
     except (UnidentifiedImageError, OSError) as error:

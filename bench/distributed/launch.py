@@ -61,6 +61,13 @@ def world_size_from_env() -> int:
     return _env_int("WORLD_SIZE", "1")
 
 
+def probes_output() -> bool:
+    """Whether this process checks that the output folder can be written: a single process, or rank 0 of a
+    launch (the ranks share the folder; probing it at once, one rank would remove the folder it created
+    while another writes its probe in it)."""
+    return not launched() or _env_int("RANK", "0") == 0
+
+
 def local_world_size_from_env() -> int:
     """Ranks of this launch on this machine (torchrun's LOCAL_WORLD_SIZE; all of them if unset)."""
     return _env_int("LOCAL_WORLD_SIZE", str(world_size_from_env()))

@@ -6,6 +6,12 @@ Langevin-style noise lr_t * alpha_n * N(0, 1) and project again. Optionally keep
 lowest gradient loss (the best iterate) instead of the last one; for a group of seeds, each seed keeps its
 own best iterate. A `refresh_consensus` callback may replace the group-consistency target after any
 iteration (GradInversion's periodically refreshed mean).
+
+After every iteration `report(done, loss, current)` is called; `current()` is what the loop would return
+if it stopped there (without another evaluation), for the runner's trace of the run (bench.trace).
+L-BFGS steps stop where the run's FLOPs budget is spent (bench.compute: each step's closure evaluations
+are cut to what the budget still affords), and the run ends once a step no longer moves (the gradient is
+below L-BFGS's tolerance, so every later step would return at once); `LoopResult.stopped` says so.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from typing import Callable, Literal, Protocol
 
 import torch
 
-from bench.attack import Progress
+from bench.attack import Progress, Reconstruction, report
+from bench.compute import current_meter, is_dry
 from bench.engine.collective import Shard
 from bench.engine.objective import Evaluation
 from bench.engine.schedule import Schedule
@@ -88,6 +95,7 @@ class LoopResult:
     iterations: int
     seed_losses: list[float] = field(default_factory=list)  # per seed; [gradient_loss] for one seed
     seed_traces: list[list[float]] = field(default_factory=list)  # per seed; [trace] for one seed
+    stopped: str | None = None  # why the loop ended before its iterations (converged), else None
 
     def per_seed(self) -> list["LoopResult"]:
         """One result per seed of a group (the result itself for one seed)."""
@@ -96,9 +104,27 @@ class LoopResult:
             return [self]
         logits = [None] * seeds if self.label_logits is None else list(self.label_logits.chunk(seeds))
         return [
-            LoopResult(images, lg, loss, trace, self.iterations, [loss], [trace])
+            LoopResult(images, lg, loss, trace, self.iterations, [loss], [trace], self.stopped)
             for images, lg, loss, trace in zip(self.images.chunk(seeds), logits, self.seed_losses, self.seed_traces)
         ]
+
+
+# report(iterations done, current loss, current): `current()` is the result if the loop stopped now
+LoopReport = Callable[[int, float, Callable[[], LoopResult]], None]
+
+
+def reporting(
+    progress: Progress | None, output: Callable[[LoopResult], Reconstruction], offset: int = 0, per_iteration: int = 1
+) -> LoopReport | None:
+    """The loop's report for an attack's `progress`: iteration `offset + done * per_iteration` of the run,
+    and `output(result)` as the attack's reconstruction at that point (bench.attack.report)."""
+    if progress is None:
+        return None
+
+    def loop_report(done: int, loss: float, current: Callable[[], LoopResult]) -> None:
+        report(progress, offset + done * per_iteration, loss, lambda: output(current()))
+
+    return loop_report
 
 
 def iteration_budget(budget: int | None, paper: int) -> int:
@@ -152,10 +178,11 @@ def run_loop(
     box: tuple[torch.Tensor, torch.Tensor] | None = None,
     consensus: torch.Tensor | None = None,
     generator: Noise | None = None,
-    progress: Progress | None = None,
+    report: LoopReport | None = None,
     refresh_consensus: ConsensusRefresh | None = None,
 ) -> LoopResult:
-    """Optimise `variables` for `config.iterations` steps (fewer when `config.stop_below` is reached).
+    """Optimise `variables` for `config.iterations` steps (fewer when `config.stop_below` is reached, an
+    L-BFGS step no longer moves, or an L-BFGS run has spent the FLOPs budget).
 
     `refresh_consensus(done, images)` is called after every iteration with the number of iterations done
     and the current images (detached); a tensor it returns becomes the consensus from the next iteration on.
@@ -179,6 +206,7 @@ def run_loop(
     best_losses: list[float] = [float("inf")] * seeds
     best: list[Variables | None] = [None] * seeds
     done = 0
+    stopped: str | None = None
     last: dict[str, Evaluation] = {}
 
     def closure() -> torch.Tensor:
@@ -194,7 +222,11 @@ def run_loop(
         for group in optimizer.param_groups:
             group["lr"] = lr
         if config.optimizer == "lbfgs":
-            optimizer.step(closure)
+            moved = _lbfgs_step(optimizer, closure)
+            if moved is None:
+                break  # the FLOPs budget is spent
+            if not moved:
+                stopped = "converged: the gradient is below L-BFGS's tolerance"
         else:
             closure()
             # the images are still the evaluated iterate until the step: copy them only when they are the best
@@ -218,20 +250,53 @@ def run_loop(
         trace.append(evaluation.gradient_loss)
         for seed_trace, loss in zip(seed_traces, evaluation.seed_losses):
             seed_trace.append(loss)
-        if progress:
-            progress(done, evaluation.total)
+        if report:
+
+            def current(losses: list[float] = list(evaluation.seed_losses), done: int = done) -> LoopResult:
+                return _with_best(variables.snapshot(), losses, best, best_losses, seeds, trace, done, seed_traces)
+
+            report(done, evaluation.total, current)
         if config.stop_below is not None and evaluation.gradient_loss < config.stop_below:
+            stopped = f"converged: the gradient loss is below {config.stop_below:g}"
+        if stopped:
             break
 
     final = variables.snapshot()
     final_losses = objective.seed_losses(final.images, final.targets())
+    result = _with_best(final, final_losses, best, best_losses, seeds, trace, done, seed_traces)
+    result.stopped = stopped
+    return result
+
+
+def _with_best(
+    snapshot: Variables, losses: list[float], best: list[Variables | None], best_losses: list[float], seeds: int,
+    trace: list[float], done: int, seed_traces: list[list[float]],
+) -> LoopResult:
+    """The result from `snapshot` (with each seed's `losses`), each seed replaced by its kept best iterate
+    where that one's loss is lower."""
+    losses = list(losses)
     for seed, kept in enumerate(best):
-        if kept is not None and best_losses[seed] < final_losses[seed]:
-            final.replace_seed(seed, seeds, kept)
-            final_losses[seed] = best_losses[seed]
-    return LoopResult(
-        final.images, final.label_logits, sum(final_losses), trace, done, final_losses, seed_traces
-    )
+        if kept is not None and best_losses[seed] < losses[seed]:
+            snapshot.replace_seed(seed, seeds, kept)
+            losses[seed] = best_losses[seed]
+    return LoopResult(snapshot.images, snapshot.label_logits, sum(losses), trace, done, losses, seed_traces)
+
+
+def _lbfgs_step(optimizer: torch.optim.LBFGS, closure: Callable[[], torch.Tensor]) -> bool | None:
+    """One L-BFGS step, its closure evaluations cut to what the run's FLOPs budget still affords; whether it
+    moved the iterate (False: converged), None when the budget affords no evaluation."""
+    meter = current_meter()
+    left = None if meter is None else meter.evaluations_left()
+    if left == 0:
+        return None
+    group = optimizer.param_groups[0]
+    if left is not None:
+        group["max_iter"] = min(optimizer.defaults["max_iter"], left)
+        group["max_eval"] = min(optimizer.defaults["max_eval"], left)
+    state = optimizer.state[group["params"][0]]
+    before = state.get("n_iter", 0)
+    optimizer.step(closure)
+    return is_dry() or state.get("n_iter", 0) > before
 
 
 def _project(images: torch.Tensor, box: tuple[torch.Tensor, torch.Tensor]) -> None:

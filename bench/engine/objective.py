@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from bench.case import BatchNormStats
+from bench.compute import evaluation
 from bench.engine.collective import Shard
 from bench.engine.distances import GradientDistance, masked
 from bench.engine.dummy_gradient import dummy_gradient
@@ -78,6 +79,7 @@ class Objective:
     update: ClientUpdate = field(default_factory=ClientUpdate)  # the clients' public recipe
     visible: list[torch.Tensor] | None = None  # 1 where the shared update kept an entry (pruning), else None
     seeds: ClassVar[int] = 1
+    _flops_key: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.shard.distributed and not self.plain:
@@ -102,9 +104,21 @@ class Objective:
         distance = self.distance if self.visible is None else masked(self.distance, self.visible)
         return distance(grads, self.target)
 
+    def flops_key(self) -> tuple:
+        """What decides the FLOPs of an evaluation besides its tensors' shapes (bench.compute): the model's
+        layers and mode, the parameters differentiated, the shared update's recipe and the loss."""
+        if self._flops_key is None:
+            shapes = tuple(tuple(p.shape) for p in self.params)
+            self._flops_key = (repr(self.model), self.model.training, shapes, repr(self.update), repr(self.loss))
+        return self._flops_key
+
     def gradient_loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
         """The gradient distance alone, without a second-order graph (for candidate comparisons)."""
-        return float(self.match(self.dummy(inputs, targets, create_graph=False)))
+        key = ("compare", self.flops_key(), inputs.shape, targets.shape, targets.dtype)
+        return evaluation(
+            key, f"comparison (B={inputs.shape[0]})",
+            lambda: float(self.match(self.dummy(inputs, targets, create_graph=False))), replay=lambda: 1.0,
+        )  # fmt: skip
 
     def seed_losses(self, inputs: torch.Tensor, targets: torch.Tensor) -> list[float]:
         return [self.gradient_loss(inputs, targets)]
@@ -133,9 +147,16 @@ class Objective:
         leaves: list[torch.Tensor],
     ) -> Evaluation:
         """`evaluate`, back-propagated into the gradients of `leaves` (what the optimisation loop calls)."""
-        evaluation = self.evaluate(inputs, targets, consensus)
-        evaluation.backward.backward(inputs=leaves)
-        return evaluation
+
+        def compute() -> Evaluation:
+            result = self.evaluate(inputs, targets, consensus)
+            result.backward.backward(inputs=leaves)
+            return result
+
+        return evaluation(
+            step_key(self.flops_key(), inputs, targets, consensus, leaves), f"gradient step (B={inputs.shape[0]})",
+            compute, replay=lambda: stand_in(leaves, 1),
+        )  # fmt: skip
 
     def _client_bn_inputs(self, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every BN layer's input at theta_0, each client's B images in a forward pass of their own (the
@@ -175,3 +196,24 @@ class Objective:
         if w.group and consensus is not None:
             local = local + w.group * batch_mean(group_distance(inputs, consensus, w.group_kind), self.shard)
         return grad_loss, shared, local
+
+
+def step_key(
+    flops_key: tuple,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    consensus: torch.Tensor | None,
+    leaves: list[torch.Tensor],
+) -> tuple:
+    """The kind of an evaluation back-propagated into `leaves` (bench.compute)."""
+    shapes = tuple(tuple(leaf.shape) for leaf in leaves)
+    targets_kind = (targets.shape, targets.dtype, targets.requires_grad)
+    return ("step", flops_key, inputs.shape, targets_kind, shapes, consensus is not None)
+
+
+def stand_in(leaves: list[torch.Tensor], seeds: int) -> Evaluation:
+    """What a dry meter returns for a step: zero gradients on the leaves, unit losses (bench.compute)."""
+    for leaf in leaves:
+        if leaf.grad is None:
+            leaf.grad = torch.zeros_like(leaf)
+    return Evaluation(torch.zeros(()), float(seeds), float(seeds), None if seeds == 1 else [1.0] * seeds)

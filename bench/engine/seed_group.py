@@ -52,9 +52,10 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.func import functional_call, grad, vmap
 
+from bench.compute import evaluation
 from bench.distributed.sync_bn import SynchronisedBatchNorm, synchronisable
 from bench.engine.collective import Shard, Solo
-from bench.engine.objective import Evaluation, Objective
+from bench.engine.objective import Evaluation, Objective, stand_in, step_key
 from bench.engine.regularizers import capture_bn_inputs
 from bench.errors import BenchError
 
@@ -107,8 +108,18 @@ class SeedGroup:
             for leaf in leaves:
                 leaf.grad = None
 
+        def one_seed() -> None:  # what one seed costs alone, for counting FLOPs per seed (bench.compute)
+            batch = self.base.shard.total
+            x = inputs[:batch].detach().clone().requires_grad_(True)
+            self.base.evaluate(x, targets[:batch].detach(), consensus).backward.backward(inputs=[x])
+
         self._choose_chunk(inputs)
-        return self._halving_on_oom(lambda: self._differentiate(inputs, targets, consensus, leaves), restart)
+        return evaluation(
+            ("seeds", self.seeds, step_key(self.base.flops_key(), inputs, targets, consensus, leaves)),
+            _seeds_label(f"gradient step (B={self.base.shard.total})", self.seeds),
+            lambda: self._halving_on_oom(lambda: self._differentiate(inputs, targets, consensus, leaves), restart),
+            seeds=self.seeds, one_seed=None if self.size == 1 else one_seed, replay=lambda: stand_in(leaves, self.seeds),
+        )  # fmt: skip
 
     def gradient_loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
         """The sum over seeds of their gradient distances."""
@@ -117,7 +128,20 @@ class SeedGroup:
     def seed_losses(self, inputs: torch.Tensor, targets: torch.Tensor) -> list[float]:
         """Each seed's gradient distance, in stack order (no second-order graph)."""
         self._choose_chunk(inputs)
-        return self._halving_on_oom(lambda: self._seed_losses(inputs, targets))
+        if not self._compares_batched(inputs):  # each seed's comparison is counted on its own
+            return [self.base.gradient_loss(x, y) for x, y in zip(self.split(inputs), self.split(targets))]
+        batch = self.base.shard.total
+        return evaluation(
+            ("seeds", self.seeds, "compare", self.base.flops_key(), inputs.shape, targets.shape, targets.dtype),
+            _seeds_label(f"comparison (B={batch})", self.seeds),
+            lambda: self._halving_on_oom(lambda: self._seed_losses(inputs, targets)),
+            seeds=self.seeds, one_seed=lambda: self.base.gradient_loss(inputs[:batch], targets[:batch]),
+            replay=lambda: [1.0] * self.seeds,
+        )  # fmt: skip
+
+    def _compares_batched(self, inputs: torch.Tensor) -> bool:
+        batched = inputs.device.type != "cpu" if self.compare_batched is None else self.compare_batched
+        return batched and self.size > 1
 
     def _choose_chunk(self, inputs: torch.Tensor) -> None:
         if self.chunk is None and inputs.device.type == "cpu":
@@ -137,8 +161,7 @@ class SeedGroup:
                 self.chunk = max(1, self.size // 2)
 
     def _seed_losses(self, inputs: torch.Tensor, targets: torch.Tensor) -> list[float]:
-        batched = inputs.device.type != "cpu" if self.compare_batched is None else self.compare_batched
-        if self.size == 1 or not batched:
+        if not self._compares_batched(inputs):
             return [self.base.gradient_loss(x, y) for x, y in zip(self.split(inputs), self.split(targets))]
         losses: list[float] = []
         with torch.no_grad():  # torch.func.grad still differentiates inside; nothing outside keeps a graph
@@ -258,3 +281,7 @@ def check_seed_chunk(chunk: int | None) -> None:
 @contextmanager
 def _nothing() -> Iterator[dict]:
     yield {}
+
+
+def _seeds_label(kind: str, seeds: int) -> str:
+    return kind if seeds == 1 else f"{kind} x {seeds} seeds"

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Literal
 
+from bench.compute import flops_text
 from bench.defenses import Defense
 from bench.errors import BenchError
 from bench.leaderboard.stats import CellStats, fixed
@@ -41,6 +42,7 @@ from bench.threat import BN_LEVELS, ThreatModel
 from bench.update import ClientUpdate
 
 RowAxis = Literal["attack", "label_method"]
+COMPUTE_ROW = "compute (FLOPs per run)"
 ColumnAxis = Literal["batch_size", "repetition", "defense", "local_steps", "clients"]
 Column = float | Defense  # a column's value: a number, or the defense of a table over defenses
 
@@ -155,6 +157,8 @@ class Row:
     cells: tuple[CellStats, ...]
     wall_s_mean: float | None
     wall_h_total: float
+    options: str = ""  # the attack options that set this row apart from the method's other rows ("lr=0.5")
+    flops: int | None = None  # the runs' compute budget in FLOPs, when they ran at one (`compute`)
 
     @property
     def is_floor(self) -> bool:
@@ -205,6 +209,7 @@ class Table:
     devices: tuple[tuple[str, int], ...]
     facts: tuple[ColumnFacts, ...] = ()  # per column; () when no record carries update facts
     achieved: tuple[tuple[float, ...], ...] = ()  # per column: the repetition rates its runs achieved
+    compute: tuple[str, ...] = ()  # per column: the FLOPs per attack run; () when no record counted them
 
     def column_text(self, index: int) -> str:
         """The column's heading: a repetition rate as the runs achieved it (r = 0.9 at B = 8 runs at
@@ -266,6 +271,8 @@ class Table:
             rows.append(("DP budget ε", [f.epsilon_text() for f in self.facts]))
         if any(f.cosine.values for f in self.facts):
             rows.append(("cosine to undefended update", [f.cosine.text(3) or "–" for f in self.facts]))
+        if self.compute:
+            rows.append((COMPUTE_ROW, list(self.compute)))
         return rows
 
     def counts(self) -> Counter:
@@ -280,7 +287,12 @@ class Table:
         c = self.counts()
         total = c["ok"] + c["failed"] + c["skipped"]
         runs = f"{total} run{'' if total == 1 else 's'}: {c['ok']} ok, {c['failed']} failed, {c['skipped']} skipped"
-        return " · ".join([runs, _listing("commit", self.commits), _listing("device", self.devices)])
+        return " · ".join([runs, self.provenance])
+
+    @property
+    def provenance(self) -> str:
+        """The commits and devices the table's runs come from."""
+        return " · ".join([_listing("commit", self.commits), _listing("device", self.devices)])
 
 
 def _small(value: float) -> str:
@@ -347,7 +359,7 @@ def _cell(records: list[Record], metric: str) -> CellStats:
 
 
 def _row(
-    label: str, key: tuple[str, int | None], columns: tuple[Column, ...], by_column: dict[Column, list[Record]], metric: str
+    label: str, key: RowKey, options: str, columns: tuple[Column, ...], by_column: dict[Column, list[Record]], metric: str
 ) -> Row:
     runs = [r for c in columns for r in by_column.get(c, [])]
     walls = sorted(float(r.cost["wall_s"]) for r in runs if isinstance((r.cost or {}).get("wall_s"), (int, float)))
@@ -358,7 +370,52 @@ def _row(
         tuple(_cell(by_column.get(c, []), metric) for c in columns),
         math.fsum(walls) / len(walls) if walls else None,
         math.fsum(walls) / 3600.0,
+        options,
+        key[3],
     )
+
+
+RowKey = tuple[str, int | None, str | None, int | None]  # method, budget, attack options (canonical JSON; None:
+# not recorded), FLOPs budget
+OPTIONS_KEY = "attack_options"  # a record's resolved attack Config (records from before it lack it)
+
+
+def _options_key(record: Record) -> str | None:
+    options = record.config.get(OPTIONS_KEY)
+    return None if options is None else canonical_json(options)
+
+
+def options_texts(keys: Iterable[str | None]) -> dict[str | None, str]:
+    """For one method's option sets: what sets each apart, as 'lr=0.5, tv=0.01' (the fields whose values differ
+    among them), or 'options not recorded' for records from before options were; '' for a single set."""
+    keys = list(dict.fromkeys(keys))
+    if len(keys) < 2:
+        return {key: "" for key in keys}
+    parsed = {key: json.loads(key) for key in keys if key is not None}
+    fields = sorted({f for options in parsed.values() for f in options})
+    differing = [f for f in fields if len({json.dumps(o.get(f), sort_keys=True) for o in parsed.values()}) > 1]
+    texts = {key: ", ".join(t for f in differing for t in _setting_texts(f, o.get(f))) for key, o in parsed.items()}
+    return {**texts, **({None: "options not recorded"} if None in keys else {})}
+
+
+def run_flops(record: Record) -> int | None:
+    """The FLOPs a run spent (bench.compute); None for a run that did not count them (older records)."""
+    value = (record.cost or {}).get("flops") if record.status == "ok" else None
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _compute_text(runs: list[Record]) -> str:
+    """A column's compute per attack run: its FLOPs budget when the attacks shared one, else the range of
+    what they spent (the references, which spend none, apart)."""
+    attacks = [r for r in runs if "attack" in r.config and not reference_role(str(r.config["attack"]))]
+    budgets = {r.config.get("flops") for r in attacks if r.status != "skipped"}
+    if len(budgets) == 1 and None not in budgets:
+        return flops_text(budgets.pop())
+    spent = [f for f in (run_flops(r) for r in attacks) if f]
+    if not spent:
+        return "–"
+    low, high = min(spent), max(spent)
+    return flops_text(low) if flops_text(low) == flops_text(high) else f"{flops_text(low)}–{flops_text(high)}"
 
 
 def _counted(values: Iterable[str]) -> tuple[tuple[str, int], ...]:
@@ -390,33 +447,46 @@ def _facts(columns: tuple[Column, ...], by_column: dict[Column, list[Record]]) -
 
 def _table(group: Group, runs: list[Record], rows: str, columns: str, metric: str) -> Table:
     column_values = tuple(sorted({column_value(r.config["scenario"], columns) for r in runs}, key=lambda c: column_order(columns, c)))
-    cells: dict[tuple[str, int | None], dict[Column, list[Record]]] = defaultdict(lambda: defaultdict(list))
+    cells: dict[RowKey, dict[Column, list[Record]]] = defaultdict(lambda: defaultdict(list))
     by_column: dict[Column, list[Record]] = defaultdict(list)
     for r in runs:
         value = column_value(r.config["scenario"], columns)
-        cells[(_method(r)[1], r.config.get("budget"))][value].append(r)
+        cells[(_method(r)[1], r.config.get("budget"), _options_key(r), r.config.get("flops"))][value].append(r)
         by_column[value].append(r)
-    def order(key: tuple[str, int | None]) -> tuple:
+    def order(key: RowKey) -> tuple:
         role = reference_role(key[0])
-        return (-1 if role is None else REFERENCE_ORDER.index(role), key[0], -1 if key[1] is None else key[1])
+        budget = -1 if key[1] is None else key[1]
+        return (-1 if role is None else REFERENCE_ORDER.index(role), key[0], budget, key[2] or "", key[3] or 0)
 
     keys = sorted(cells, key=order)
-    budgets = Counter(method for method, _ in keys)
+    budgets = {m: len({(b, f) for method, b, _, f in keys if method == m}) for m, *_ in keys}
+    options = {m: options_texts(o for method, _, o, _ in keys if method == m) for m, *_ in keys}
 
-    def label(method: str, budget: int | None) -> str:
-        # a method run at several budgets gets one row per budget, named by it; references say what they are
-        name = method if budgets[method] == 1 else f"{method} ({'default' if budget is None else budget} it)"
+    def label(method: str, budget: int | None, key: str | None, flops: int | None) -> str:
+        # a method run at several budgets (of iterations or FLOPs) or option sets gets one row for each, named
+        # by what sets it apart; references say what they are
+        given = f"{flops_text(flops)} FLOPs" if flops is not None else f"{'default' if budget is None else budget} it"
+        notes = [given] if budgets[method] > 1 else []
+        notes += [options[method][key]] if options[method][key] else []
+        name = f"{method} ({', '.join(notes)})" if notes else method
         role = reference_role(method)
         return name if role is None else f"{name} ({role})"
 
     return Table(
         group, metric, rows, columns, column_values,
-        tuple(_row(label(*key), key, column_values, cells[key], metric) for key in keys),
+        tuple(_row(label(*key), key, options[key[0]][key[2]], column_values, cells[key], metric) for key in keys),
         _counted(_short_commit(r.environment.get("git_commit")) for r in runs),
         _counted(str(r.environment.get("device") or "unknown") for r in runs),
         _facts(column_values, by_column),
         tuple(_achieved(by_column[c]) for c in column_values),
+        tuple(_compute_text(by_column[c]) for c in column_values) if _counts_compute(runs) else (),
     )
+
+
+def _counts_compute(runs: list[Record]) -> bool:
+    """Whether a table states its compute: its runs counted FLOPs and it has an attack row besides the references."""
+    counted = any(run_flops(r) is not None for r in runs)
+    return counted and any(not reference_role(_method(r)[1]) for r in runs)
 
 
 def _achieved(runs: list[Record]) -> tuple[float, ...]:

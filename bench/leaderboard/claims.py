@@ -17,7 +17,9 @@ from pathlib import Path
 from scipy.stats import binomtest
 
 from bench.claims import CLAIMS, VERDICTS, Claim, Measure
+from bench.compute import flops_text
 from bench.errors import BenchError
+from bench.leaderboard.aggregate import run_flops
 from bench.files import write_atomic
 from bench.leaderboard.runs import load_runs
 from bench.leaderboard.stats import fixed, mean_ci95
@@ -43,6 +45,7 @@ class Outcome:
     versus: str | None = None  # the `against` selection a difference was taken with
     unmeasured: tuple[str, ...] = ()  # `against` selections without a value yet: the margin cannot be reproduced
     runs: tuple[Record, ...] = ()  # the selected runs (for margins: the measured method's)
+    versus_runs: tuple[Record, ...] = ()  # for margins: the runs of the selection compared with
 
 
 def config_value(record: Record, dotted: str) -> object:
@@ -92,7 +95,7 @@ def evaluate(measure: Measure, records: Sequence[Record]) -> Outcome:
     if not runs:
         return Outcome(measure, PENDING)
     values = by_seed(runs, measure.metric)
-    versus, unmeasured = None, ()
+    versus, unmeasured, versus_runs = None, (), ()
     if measure.against:
         others = [(sel, by_seed(select(records, {**measure.where, **sel}), measure.metric)) for sel in measure.against]
         unmeasured = tuple(_selection_text(sel) for sel, vals in others if not vals)
@@ -101,6 +104,7 @@ def evaluate(measure: Measure, records: Sequence[Record]) -> Outcome:
             return Outcome(measure, PENDING, n_ok=n_ok, n_total=len(runs), runs=tuple(runs))
         best, best_values = max(others, key=lambda item: mean_ci95(list(item[1].values()))[0])
         versus = _selection_text(best)
+        versus_runs = tuple(select(records, {**measure.where, **best}))
         values = {seed: values[seed] - best_values[seed] for seed in sorted(values.keys() & best_values.keys())}
     ordered = tuple(values[seed] for seed in sorted(values))
     if not ordered:
@@ -115,7 +119,9 @@ def evaluate(measure: Measure, records: Sequence[Record]) -> Outcome:
     verdict = _verdict(measure, estimate, ci)
     if measure.against and unmeasured and verdict == "reproduced":
         verdict = "partly"  # a compared method without runs might still beat it
-    return Outcome(measure, verdict, estimate, ci, ordered, n_ok, len(runs), versus, unmeasured, tuple(runs))
+    return Outcome(
+        measure, verdict, estimate, ci, ordered, n_ok, len(runs), versus, unmeasured, tuple(runs), versus_runs
+    )
 
 
 def _selection_text(selection: Mapping[str, object]) -> str:
@@ -171,7 +177,20 @@ def ours_text(outcome: Outcome) -> str:
         text += f" ({outcome.n_ok}/{outcome.n_total} ok)"
     if m.per_seed and m.against == ():
         text += "; per seed: " + ", ".join(f"{v:.1f}" for v in outcome.values)
-    return f"{m.name}: {text}"
+    return f"{m.name}: {text}{compute_text(outcome)}"
+
+
+def compute_text(outcome: Outcome) -> str:
+    """'; FLOPs per run 7.35e11 vs 7.31e11': the compute each side of a margin spent (mean over its runs), where
+    the records counted it."""
+    sides = [outcome.runs, outcome.versus_runs] if outcome.measure.against else [outcome.runs]
+    means = []
+    for runs in sides:
+        spent = [f for f in (run_flops(r) for r in runs) if f is not None]
+        if not spent:
+            return ""
+        means.append(flops_text(sum(spent) / len(spent)))
+    return f"; FLOPs per run {' vs '.join(means)}"
 
 
 def _flat(name: str, value: object) -> list[str]:

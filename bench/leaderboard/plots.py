@@ -28,6 +28,7 @@ from bench.claims import PaperPoint, paper_points
 from bench.files import write_atomic
 from bench.grid import GRID_FOLDER, save_attack_grid
 from bench.leaderboard.aggregate import COLUMN_AXES, GAIN_METRIC, ROW_AXES, SCENARIO_AXES, Table, value_text
+from bench.leaderboard.compute_plots import compute_plots
 from bench.leaderboard.figures import DPI, FIGSIZE, FLOOR_STYLE, png_bytes, slug_digest, wrap_parts
 from bench.leaderboard.runs import Sweep
 from bench.leaderboard.strength_plots import strength_plots
@@ -135,10 +136,10 @@ def plot_table(table: Table, path: Path) -> Path | None:
     return path
 
 
-def plot_index(named: Sequence[tuple[str, Table]]) -> str:
-    """Markdown: each plot file with the setting and metric of its table."""
+def plot_index(named: Sequence[tuple[str, str]]) -> str:
+    """Markdown: each plot file with its setting and metric (its table's title)."""
     lines = ["| plot | setting |", "|---|---|"]
-    lines += [f"| [{name}]({name}) | {table.title} |" for name, table in named]
+    lines += [f"| [{name}]({name}) | {title} |" for name, title in named]
     return "\n".join(lines) + "\n"
 
 
@@ -165,14 +166,15 @@ def write_attack_grids(sweeps: Sequence[Sweep], out_dir: Path) -> list[Path]:
 
 def write_plots(tables: Sequence[Table], out_dir: Path, sweeps: Sequence[Sweep] = ()) -> list[Path]:
     """A plot of every table that has data and their `index.md`, plus per-attack image grids of the
-    sweeps' runs."""
+    sweeps' runs and, where the runs carry traces, their gain against FLOPs (bench.leaderboard.compute_plots)."""
+    records = [r for sweep in sweeps for r in sweep.records]
+    drawn = [(name, data, table.title) for table in tables for name, data in table_plots(table)]
     written, named = [], []
-    for table in tables:
-        for name, data in table_plots(table):
-            path = Path(out_dir) / name
-            write_atomic(path, data)
-            written.append(path)
-            named.append((name, table))
+    for name, data, title in [*drawn, *compute_plots(records)]:
+        path = Path(out_dir) / name
+        write_atomic(path, data)
+        written.append(path)
+        named.append((name, title))
     if named:
         write_atomic(Path(out_dir) / PLOT_INDEX, plot_index(named))
     if sweeps:

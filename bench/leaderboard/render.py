@@ -5,7 +5,8 @@ when a table carries it); each table has a title line naming its group and
 metric, and a footnote line with its run counts, git commits and devices ("commits differ: ..." when the
 runs come from more than one). CSV is one row per cell with the group in columns (so it needs no title
 lines) and the numbers apart: mean, ci95, n_values, n_ok, n_failed, n_skipped, n_total, and the gain over
-the prior floor: gain_mean, gain_ci95, above_floor (empty where the runs carry no gain).
+the prior floor: gain_mean, gain_ci95, above_floor (empty where the runs carry no gain), and the compute:
+the row's FLOPs budget and the column's FLOPs per run (empty where the runs did not count them).
 
 Example:
     >>> print(render(aggregate(records), "md"))
@@ -37,9 +38,9 @@ FLOOR_LEGEND = (
 _LATEX_SYMBOLS = {"±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "·": r"$\cdot$", "–": "--"}
 CSV_HEADERS = [
     "track", "labels_known", "bn_stats", "batch_size_known", "dataset", "model", "image_size", "fixed_axis",
-    "fixed_value", "settings", "metric", "better", "method", "budget", "column_axis", "column_value",
+    "fixed_value", "settings", "metric", "better", "method", "budget", "options", "column_axis", "column_value",
     "mean", "ci95", "n_values", "n_ok", "n_failed", "n_skipped", "n_total", "row_s_per_run",
-    "gain_mean", "gain_ci95", "above_floor",
+    "gain_mean", "gain_ci95", "above_floor", "flops_budget", "column_flops",
 ]
 
 
@@ -65,15 +66,15 @@ def legend(tables: Sequence[Table]) -> str:
     return f"{LEGEND} {FLOOR_LEGEND}" if any(t.marks_floor for t in tables) else LEGEND
 
 
-def render_md(tables: Sequence[Table]) -> str:
-    parts = [legend(tables)]
+def render_md(tables: Sequence[Table], legend_text: str | None = None) -> str:
+    parts = [legend_text or legend(tables)]
     for table in tables:
         parts += [f"### {table.title}", _grid(table, "github"), table.footnote]
     return "\n\n".join(parts) + "\n"
 
 
-def render_latex(tables: Sequence[Table]) -> str:
-    parts = [f"% {legend(tables)}"]
+def render_latex(tables: Sequence[Table], legend_text: str | None = None) -> str:
+    parts = [f"% {legend_text or legend(tables)}"]
     for table in tables:
         parts.append("\n".join([
             r"\begin{table}[ht]",
@@ -87,8 +88,8 @@ def render_latex(tables: Sequence[Table]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def render_html(tables: Sequence[Table]) -> str:
-    parts = [f"<p>{html.escape(legend(tables))}</p>"]
+def render_html(tables: Sequence[Table], legend_text: str | None = None) -> str:
+    parts = [f"<p>{html.escape(legend_text or legend(tables))}</p>"]
     for table in tables:
         parts += [
             f"<h3>{html.escape(table.title)}</h3>",
@@ -107,7 +108,7 @@ def _bool(value: bool) -> str:
     return "true" if value else "false"
 
 
-def render_csv(tables: Sequence[Table]) -> str:
+def render_csv(tables: Sequence[Table], legend_text: str | None = None) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_HEADERS)
@@ -119,20 +120,21 @@ def render_csv(tables: Sequence[Table]) -> str:
             ";".join(f"{value:g}" for _, value in g.fixed), ";".join(g.settings), table.metric, table.better,
         ]
         for row in table.rows:
-            for column, cell in zip(table.columns, row.cells):
+            for index, (column, cell) in enumerate(zip(table.columns, row.cells)):
                 if cell.n_total == 0:
                     continue
                 writer.writerow([
-                    *group, row.method, "" if row.budget is None else row.budget, table.column_axis, value_text(column),
+                    *group, row.method, "" if row.budget is None else row.budget, row.options, table.column_axis, value_text(column),
                     _number(cell.mean), _number(cell.ci95), cell.n_values, cell.n_ok, cell.n_failed,
                     cell.n_skipped, cell.n_total, _number(row.wall_s_mean),
                     _number(cell.gain_mean), _number(cell.gain_ci95),
                     "" if cell.above_floor is None else _bool(cell.above_floor),
+                    "" if row.flops is None else row.flops, table.compute[index] if table.compute else "",
                 ])
     return out.getvalue()
 
 
-RENDERERS: dict[str, Callable[[Sequence[Table]], str]] = {
+RENDERERS: dict[str, Callable[[Sequence[Table], str | None], str]] = {
     "md": render_md,
     "latex": render_latex,
     "csv": render_csv,
@@ -156,7 +158,8 @@ def check_format(format: str) -> None:
         raise BenchError(f"unknown table format {format!r}; choose {', '.join(RENDERERS)}")
 
 
-def render(tables: Sequence[Table], format: str = "md") -> str:
-    """The tables as one text in `format` ("md", "latex", "csv" or "html")."""
+def render(tables: Sequence[Table], format: str = "md", legend_text: str | None = None) -> str:
+    """The tables as one text in `format` ("md", "latex", "csv" or "html"); `legend_text` replaces the legend
+    line (tables of another kind than `Table` that quack like one, bench.leaderboard.traces)."""
     check_format(format)
-    return RENDERERS[format](tables)
+    return RENDERERS[format](tables, legend_text)

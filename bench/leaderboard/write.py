@@ -8,20 +8,24 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.compute import flops_text
 from bench.errors import BenchError
 from bench.files import write_atomic
 from bench.leaderboard.aggregate import DEFAULT_VIEWS, GAIN_METRIC, UPDATE_AXES, Table, View, column_value, tables_for
 from bench.leaderboard.plots import write_plots
-from bench.leaderboard.render import EXTENSIONS, check_format, closing_note, render
+from bench.leaderboard.render import EXTENSIONS, check_format, closing_note, legend, render
+from bench.leaderboard.traces import at_flops, at_flops_legend, check_trace_metrics, render_targets, target_tables
 from bench.leaderboard.runs import Sweep, load_sweeps
 from bench.metrics.catalog import METRICS
 from bench.record import Record
 
 RunsDirs = str | Path | Sequence[str | Path]
+DEFAULT_TARGET_GAIN = 10.0  # dB over the prior floor, for the tables of FLOPs to reach it
 GAIN_VIEWS: tuple[View, ...] = (View("attack", GAIN_METRIC, "batch_size"), View("attack", GAIN_METRIC, "repetition"))
 
 
@@ -72,6 +76,13 @@ def board_tables(records: Sequence[Record], views: Sequence[View] = DEFAULT_VIEW
     return tables
 
 
+def _read_at(table: Table, flops: float) -> Table:
+    """An attack table read at `flops`: its compute row says so."""
+    if table.row_axis != "attack":
+        return table
+    return dataclasses.replace(table, compute=tuple(f"≤ {flops_text(flops)}" for _ in table.columns))
+
+
 def runs_folders(runs: RunsDirs) -> list[Path]:
     return [Path(runs)] if isinstance(runs, (str, Path)) else [Path(r) for r in runs]
 
@@ -102,17 +113,26 @@ def write_leaderboard(
     format: str = "md",
     plots_dir: str | Path | None = None,
     views: Sequence[View] = DEFAULT_VIEWS,
+    flops: float | None = None,
+    target_gain: float = DEFAULT_TARGET_GAIN,
 ) -> str:
     """Render the records under the runs folder(s) as one set of tables; write the text to `out` (file or
     folder) when given, and PNG plots (with their index) and per-attack grids to `plots_dir` when given.
-    Returns the text.
+    Returns the text. With `flops`, every attack run is read at that compute (bench.leaderboard.traces);
+    when runs carry traces, tables of the FLOPs to a gain of `target_gain` dB over the floor follow.
 
     Every file is written atomically; a folder that cannot be written is a BenchError naming it.
     """
     check_format(format)
     sweeps = load_sweeps(runs_folders(runs))
-    tables = board_tables(combined_records(sweeps), views)
-    text = render(tables, format)
+    records = combined_records(sweeps)
+    if flops is None:
+        tables = board_tables(records, views)
+        text = render(tables, format) + render_targets(target_tables(records, target_gain), format)
+    else:
+        check_trace_metrics([v.metric for v in views if v.rows == "attack"])
+        tables = [_read_at(t, flops) for t in board_tables(at_flops(records, flops), views)]
+        text = render(tables, format, f"{legend(tables)} {at_flops_legend(flops)}")
     for sweep in (s for s in sweeps if s.skipped):
         names = ", ".join(str(path.relative_to(sweep.folder)) for path, _ in sweep.skipped)
         text += closing_note(f"{len(sweep.skipped)} file(s) under {sweep.folder} skipped, not records: {names}", format)

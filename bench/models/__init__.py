@@ -129,4 +129,4 @@ def watch_bn_inputs(model: nn.Module, seen: Callable[[str, torch.Tensor], None])
 
 
 # Builders register themselves on import; they need MODELS defined above.
-from bench.models import convnet, lenet, resnet, timm_models  # noqa: E402,F401
+from bench.models import convnet, lenet, resnet, timm_models, user_file  # noqa: E402,F401

@@ -47,6 +47,12 @@ def load_pretrained(model: nn.Module, path: str, seed: int, head_init: str = "de
     return model
 
 
+def check_fits(model: nn.Module, path: str) -> None:
+    """Refuse a checkpoint that does not hold exactly the model's own weights, its head included (a user's
+    trained model is audited as trained: no part of it is drawn afresh)."""
+    _check_keys(path, model.state_dict(), backbone_state(read_checkpoint(path)), head=set(), part="the model")
+
+
 def read_checkpoint(path: str) -> Mapping[str, object]:
     """The raw contents of a local checkpoint, tensors on CPU; nothing but tensors and plain data is unpickled."""
     file = Path(path)
@@ -105,7 +111,10 @@ def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tenso
     return state
 
 
-def _check_keys(path: str, own: Mapping[str, torch.Tensor], loaded: Mapping[str, torch.Tensor], head: set[str]) -> None:
+def _check_keys(
+    path: str, own: Mapping[str, torch.Tensor], loaded: Mapping[str, torch.Tensor], head: set[str],
+    part: str = "the model's backbone",
+) -> None:
     # BN counters are absent from older torchvision checkpoints and carry no weights.
     missing = [k for k in own if k not in loaded and k not in head and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in loaded if k not in own]
@@ -120,4 +129,4 @@ def _check_keys(path: str, own: Mapping[str, torch.Tensor], loaded: Mapping[str,
             more = f" (+{len(keys) - SHOWN} more)" if len(keys) > SHOWN else ""
             problems.append(f"{label}: {', '.join(keys[:SHOWN])}{more}")
     if problems:
-        raise BenchError(f"weights file {path!r} does not fit the model's backbone; {'; '.join(problems)}")
+        raise BenchError(f"weights file {path!r} does not fit {part}; {'; '.join(problems)}")

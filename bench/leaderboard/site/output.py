@@ -17,11 +17,12 @@ from bench.errors import BenchError
 from bench.leaderboard.site.pages import MANIFEST
 
 
-def check_site_folder(out: Path) -> None:
-    """Refuse a target that is a file, or a folder holding files no earlier rendering wrote."""
+def check_site_folder(out: Path, flag: str = "--site", what: str = "a site") -> None:
+    """Refuse a target that is a file, or a folder holding files no earlier rendering wrote (the files its
+    manifest lists); `flag` and `what` name the option and the rendering in the message."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise BenchError(f"--site {out} is a file; give a folder for the site")
+        raise BenchError(f"{flag} {out} is a file; give a folder for {what}")
     if not out.is_dir():
         return
     present = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if not p.is_dir())
@@ -35,8 +36,8 @@ def check_site_folder(out: Path) -> None:
     foreign = [name for name in present if name not in listed]
     if foreign:
         raise BenchError(
-            f"--site {out} holds {foreign[0]}, which no earlier rendering of a site wrote; "
-            "give a new or empty folder, or one holding a site"
+            f"{flag} {out} holds {foreign[0]}, which no earlier rendering of {what} wrote; "
+            f"give a new or empty folder, or one holding {what}"
         )
 
 

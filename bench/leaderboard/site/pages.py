@@ -38,12 +38,14 @@ from bench.leaderboard.aggregate import (
     value_text,
     without_repeats,
 )
+from bench.leaderboard.compute_plots import compute_plots
 from bench.leaderboard.plots import X_LABELS, claims_for, plot_name, table_plots
 from bench.leaderboard.render import LEGEND
 from bench.leaderboard.runs import Sweep
 from bench.leaderboard.site.showcase import showcase
 from bench.leaderboard.stats import CellStats, fixed
-from bench.leaderboard.write import with_varied_views
+from bench.leaderboard.traces import has_traces, target_legend, target_tables
+from bench.leaderboard.write import DEFAULT_TARGET_GAIN, with_varied_views
 from bench.metrics.catalog import METRICS
 from bench.record import Record
 from bench.threat import ThreatModel
@@ -134,6 +136,23 @@ class SweepSummary:
 
 
 @dataclass(frozen=True)
+class TargetView:
+    title: str
+    headers: tuple[str, ...]
+    rows: tuple[tuple[str, tuple[str, ...]], ...]
+    footnote: str
+
+
+@dataclass(frozen=True)
+class ComputeSection:
+    """Quality against compute, where the runs carry traces: the FLOPs to a target gain and the plots."""
+
+    legend: str
+    targets: tuple[TargetView, ...]
+    plots: tuple[tuple[str, int, int, str], ...]  # (path, width, height, setting)
+
+
+@dataclass(frozen=True)
 class SweepPage:
     summary: SweepSummary
     sections: tuple[ViewSection, ...]
@@ -142,6 +161,7 @@ class SweepPage:
     showcase: tuple[tuple[str, tuple[Shot, ...]], ...]
     has_floor: bool
     has_marks: bool
+    compute: ComputeSection | None = None
 
 
 def above_floor(cell: CellStats) -> bool | None:
@@ -209,7 +229,7 @@ def _record_links(table: Table, cells: Sequence[CellStats], records: dict[str, R
     for index, (column, cell) in enumerate(zip(table.columns, cells)):  # columns are in order
         for run_id in cell.run_ids:
             record = records[run_id]
-            status = "" if record.status == "ok" else f" ({record.status})"
+            status = "" if record.status == "ok" else f" ({record.status}: {record.error})" if record.error else f" ({record.status})"
             text = f"{table.column_text(index)} · seed {record.config['scenario']['seed']}{status}"
             links.append((index, record.config["scenario"]["seed"], run_id, Link(f"{RECORDS}/{run_id}.json", text)))
     return tuple(link for *_, link in sorted(links))
@@ -329,12 +349,29 @@ def _sweep_files(sweep: Sweep, views: Sequence[View]) -> tuple[SweepPage, dict[s
     shots, grids = _reconstructions(sweep, metric)
     files.update(grids)
     rows = [row for section in sections for table in section.tables for row in table.rows]
+    compute, compute_files = _compute_section(sweep)
+    files.update(compute_files)
     page = SweepPage(
         _summary(sweep, [t for tables in first_of_track.values() for t in tables]), tuple(sections),
         _filters([t for _, tables in families for t in tables]), metric, tuple(shots),
-        any(row.floor for row in rows), any(cell.above_floor for row in rows for cell in row.cells),
+        any(row.floor for row in rows), any(cell.above_floor for row in rows for cell in row.cells), compute,
     )  # fmt: skip
     return page, files
+
+
+def _compute_section(sweep: Sweep) -> tuple[ComputeSection | None, dict[str, bytes]]:
+    """The section on quality against compute and its plots; none for records without traces."""
+    if not has_traces(sweep.records):
+        return None, {}
+    targets = tuple(
+        TargetView(t.title, tuple(t.headers()), tuple((row[0], tuple(row[1:])) for row in t.text_rows()), t.footnote)
+        for t in target_tables(sweep.records, DEFAULT_TARGET_GAIN)
+    )
+    files, plots = {}, []
+    for name, png, setting in compute_plots(sweep.records):
+        files[f"{sweep.name}/plots/{name}"] = png
+        plots.append((f"plots/{name}", *Image.open(io.BytesIO(png)).size, setting))
+    return ComputeSection(target_legend(DEFAULT_TARGET_GAIN), targets, tuple(plots)), files
 
 
 def _environment() -> Environment:
