@@ -95,6 +95,11 @@ def _measure(work: Path, name: str, env: dict[str, str], options: dict) -> dict:
     return json.loads(target.read_text())
 
 
+def _cell_text(text: str) -> str:
+    """`text` inside a Markdown table cell (an entry's label holds ' | ')."""
+    return text.replace("|", "\\|")
+
+
 def _cell(v: dict) -> str:
     if "drop" not in v:
         return "**REGRESSED**" if v["regressed"] else "ok"
@@ -151,7 +156,7 @@ def render(false_alarms: dict[str, dict], power: dict[str, tuple[dict, str]], re
     for key, entry in reference["entries"].items():
         for metric, s in entry["metrics"].items():
             lines.append(
-                f"| {key.rsplit(' | ', 1)[0]} | {metric} | {len(entry['seeds'])} | {s['mean']:.3g} ± {s['sd']:.2g} | "
+                f"| {_cell_text(key.rsplit(' | ', 1)[0])} | {metric} | {len(entry['seeds'])} | {s['mean']:.3g} ± {s['sd']:.2g} | "
                 f"{_p(s.get('above_floor_p'))} | {_num(s.get('largest_median_drop'))} | {_num(s.get('largest_mean_drop'))} | "
                 f"{_num(s.get('drop_quantile'))} | {s['min_effect']:.3g} |"
             )
@@ -168,7 +173,7 @@ def render(false_alarms: dict[str, dict], power: dict[str, tuple[dict, str]], re
     first = false_alarms[settings[0]]["verdicts"]
     for i, v in enumerate(first):
         cells = [_cell(false_alarms[s]["verdicts"][i]) for s in settings]
-        lines.append(f"| {v['entry']} | {v['metric']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_cell_text(v['entry'])} | {v['metric']} | " + " | ".join(cells) + " |")
     regressions = {s: sum(v["regressed"] for v in r["verdicts"]) for s, r in false_alarms.items()}
     lines += [
         "| **regressions** | | " + " | ".join(str(regressions[s]) for s in settings) + " |",
@@ -192,7 +197,7 @@ def render(false_alarms: dict[str, dict], power: dict[str, tuple[dict, str]], re
             if v.get("now") == v.get("reference") and not v["regressed"]:
                 continue  # an entry the weakening does not touch (e.g. the label method of the same name)
             lines.append(
-                f"| {name} | {what} | {v['entry']} | {v['metric']} | {_mean(v.get('reference'))} | {_mean(v.get('now'))} "
+                f"| {name} | {what} | {_cell_text(v['entry'])} | {v['metric']} | {_mean(v.get('reference'))} | {_mean(v.get('now'))} "
                 f"| {_num(v.get('drop'))} | {_num(v.get('min_effect'))} | {_p(v.get('p'))} | "
                 f"{'yes' if v['regressed'] else '**no**'} |"
             )
