@@ -162,9 +162,25 @@ def combine(
     return Combination(current, best, start, choices)
 
 
+def first_seed(
+    candidates: Sequence[torch.Tensor],
+    losses: Sequence[float],
+    gradient_losses: GradientLosses,
+    shard: Shard,
+) -> Combination:
+    """No combination (E2EGI's `combine=False` ablation): the first seed's batch stands in for the combined
+    one as it is, whatever the losses, so the gradient loss never chooses among the seeds."""
+    images = candidates[0].detach().clone()
+    return Combination(images, gradient_losses([images])[0], 0, [0] * shard.total)
+
+
+Combine = Callable[[Sequence[torch.Tensor], Sequence[float], GradientLosses, Shard], Combination]
+
 # optimise(seeds, stage, consensus) runs one stage of the base inversion from each seed's images (left
 # untouched) and returns one result per seed
 Optimise = Callable[[list[torch.Tensor], Stage, torch.Tensor | None], list[LoopResult]]
+
+
 @dataclass
 class MLCOResult:
     images: torch.Tensor  # this shard's rows of the final batch
@@ -181,12 +197,15 @@ def run_mlco(
     gradient_losses: GradientLosses,
     shard: Shard,
     combined_hook: Callable[[torch.Tensor, float], None] | None = None,
+    combiner: Combine | None = None,
 ) -> MLCOResult:
     """Run the plan: per-seed stages each followed by a combination, then the final stage from the latest one.
 
     Every seed runs the same stages, so `optimise` may advance them together (see `bench.engine.seed_group`).
-    `combined_hook(images, gradient_loss)` sees each combination as it is made.
+    `combined_hook(images, gradient_loss)` sees each combination as it is made; `combiner` replaces `combine`
+    (None: MLCO's own), e.g. by `first_seed` for the ablation without it.
     """
+    combiner = combine if combiner is None else combiner
     if len(plan) < 2 or plan[-1].per_seed or not all(stage.per_seed for stage in plan[:-1]):
         raise ValueError("an MLCO plan is per-seed stages followed by one final stage")
     seeds = list(seeds)
@@ -199,7 +218,7 @@ def run_mlco(
         results = optimise(seeds, stage, consensus)
         seeds = [result.images for result in results]
         losses = [result.gradient_loss for result in results]
-        combined = combine(seeds, losses, gradient_losses, shard)
+        combined = combiner(seeds, losses, gradient_losses, shard)
         if combined_hook is not None:
             combined_hook(combined.images, combined.gradient_loss)
         trace.extend(min(step) for step in zip(*(result.trace for result in results)))

@@ -210,10 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     audit.add_argument("--out", required=True, help="folder for the report (index.html, report.json, records/); written when complete")
 
-    check = sub.add_parser("check", help="regression gate: a small deterministic suite against committed references")
-    check.add_argument("--update", action="store_true", help="rewrite the reference values from the current code")
+    check = sub.add_parser("check", help="regression gate: a suite over seeds against reference distributions")
+    check.add_argument("--suite", help="sweep file, or folder of them, to gate (default: the shipped suite, bench/presets/check)")
+    check.add_argument("--reference", help="reference file (default: the shipped suite's; required with --suite)")
+    check.add_argument("--update", action="store_true", help="rewrite the reference from the current code, measuring the minimum effects under imitated kernels")
+    check.add_argument("--imitate", type=_names, help="with --update: kernel settings to measure under (default: all this CPU can imitate: avx2,default; 'none': none)")
     check.add_argument("--only", type=_names, help="restrict to these attacks / label methods")
-    check.add_argument("--budget-scale", type=_positive_number, default=1.0, help="scale every budget (0.1 shows the gate catching a weakened attack)")
+    check.add_argument("--budget-scale", type=_positive_number, default=1.0, help="scale every budget (0.3 shows the gate catching a weakened attack)")
+    check.add_argument("--junit", help="also write the verdicts as JUnit XML to this file (for CI systems)")
+    check.add_argument("--out", help="keep the suite's records (and images) in this folder")
     return parser
 
 

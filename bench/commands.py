@@ -262,20 +262,38 @@ def cmd_claims(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bench.check import REFERENCE, run_check
+    from bench.check import REFERENCE, SUITE_DIR, run_check
+    from bench.check_report import report_text, write_junit
 
-    verdicts = run_check(update=args.update, budget_scale=args.budget_scale, only=args.only)
+    if args.suite is not None and args.reference is None:
+        raise BenchError("--suite needs --reference: the file that holds (or, with --update, will hold) its reference")
+    if args.imitate is not None and not args.update:
+        raise BenchError("--imitate measures minimum effects while writing a reference: give it with --update")
+    if args.update and args.junit:
+        raise BenchError("--junit writes verdicts, and --update gives none: run the check without --update")
+    for folder in filter(None, [args.out, args.junit and str(Path(args.junit).parent)]):
+        check_writable(Path(folder))
+    if args.junit and Path(args.junit).is_dir():
+        raise BenchError(f"--junit {args.junit} is a folder; give a file name")
+    imitate = None if args.imitate is None else [s for s in args.imitate if s != "none"]
+    result = run_check(
+        suite=Path(args.suite) if args.suite is not None else SUITE_DIR,
+        reference=Path(args.reference) if args.reference is not None else REFERENCE,
+        update=args.update,
+        imitate=imitate,
+        budget_scale=args.budget_scale,
+        only=args.only,
+        out_dir=Path(args.out) if args.out is not None else None,
+    )
     if args.update:
-        print(f"reference values written to {REFERENCE}")
+        kernels = ", ".join(f"{s} ({t:.0f} s)" for s, t in result.kernel_runs.items()) or "none"
+        print(
+            f"reference written to {result.reference_path}: {result.runs} runs here in {result.wall_s:.0f} s "
+            f"({result.cpu_s:.0f} s CPU); minimum effects measured under imitated kernels: {kernels}"
+        )
         return 0
-    rows = [
-        [v.key.rsplit(" | ", 1)[0], v.metric, _fmt(v.reference, 3), _fmt(v.value, 3), "REGRESSED" if v.regressed else "ok", v.note]
-        for v in verdicts
-    ]
-    print(tabulate(rows, headers=["entry", "metric", "reference", "now", "verdict", "note"]))
-    regressed = sorted({v.key.rsplit(" | ", 1)[0] for v in verdicts if v.regressed})
-    if regressed:
-        print(f"regressed: {'; '.join(regressed)}")
-        return 1
-    print(f"all {len(verdicts)} checks within tolerance")
-    return 0
+    print(report_text(result))
+    if args.junit:
+        write_junit(result, Path(args.junit))
+        print(f"JUnit XML written to {args.junit}")
+    return 1 if result.regressed else 0

@@ -53,6 +53,12 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} {name!r} needs a one-line description")
         self._entries[name] = Entry(name, obj, description, dict(info))
 
+    def remove(self, name: str) -> None:
+        """Drop a registration (what a block registered only for itself takes back; see bench.check_variants)."""
+        if name not in self._entries:
+            raise UnknownNameError(f"unknown {self.kind} {name!r}")
+        del self._entries[name]
+
     def add_prefix(self, prefix: str, resolve: Callable[[str], Entry[T]]) -> None:
         """Names `prefix:rest` are resolved by `resolve(rest)` (e.g. `timm:<model>`)."""
         self._prefixes[prefix] = resolve

@@ -386,6 +386,19 @@ def test_attack_end_to_end_with_known_labels():
     assert len(rec.loss_trace) == sum(s.iterations for s in plan)
 
 
+def test_without_the_combination_seed_zero_stands_in_for_every_combination():
+    case, secret = tiny_case(0, batch_size=2)
+    full = create_attack("e2egi").reconstruct(case, budget=10, seed=0)
+    ablated = create_attack("e2egi", combine=False).reconstruct(case, budget=10, seed=0)
+    assert full.extra["combination"] == "min-loss" and ablated.extra["combination"] == "first-seed"
+    for report in ablated.extra["stages"][:-1]:  # no search: seed 0 whatever the losses, its loss recorded
+        assert report["start_seed"] == 0 and report["choices"] == [0, 0]
+        assert report["combined_loss"] == pytest.approx(report["seed_losses"][0], rel=1e-5)
+    # the first stage is the same in both; the combination then differs wherever seed 0 was not the best
+    assert ablated.extra["stages"][0]["seed_losses"] == full.extra["stages"][0]["seed_losses"]
+    assert ablated.iterations == full.iterations
+
+
 def test_total_iterations_counts_every_seed_of_the_per_seed_stages():
     plan = stage_plan(240, LR, LR_END)  # 72 + 8 x 10 per seed, 96 once
     assert mlco.total_iterations(plan, 8) == 8 * (72 + 8 * 10) + 96 == 1312
