@@ -125,13 +125,21 @@ def suite_files(suite: Path) -> list[Path]:
 
 
 def _entry_key(cell: Cell, method: str) -> str:
-    """Stable name of an entry: the method, its budget and its scenario without the seed."""
+    """Stable name of an entry: the method, its budget (iterations or FLOPs), the options the sweep gives it
+    and its scenario without the seed."""
     scenario = cell.scenario.to_dict()
     scenario.pop("seed")
-    digest = run_id({"scenario": scenario, "method": method, "budget": cell.budget})
+    named = {"scenario": scenario, "method": method, "budget": cell.budget}
+    settings = [] if cell.budget is None else [f"{cell.budget} it"]
+    if cell.flops is not None:
+        named["flops"] = cell.flops
+        settings.append(f"{cell.flops:.3g} FLOPs")
+    if cell.options:
+        named["options"] = cell.options
+        settings += [f"{name}={value}" for name, value in sorted(cell.options.items())]
     s = cell.scenario
-    budget = "" if cell.budget is None else f" ({cell.budget} it)"
-    return f"{method}{budget} | {s.model} {s.image_size}px B={s.batch_size} r={s.repetition:g} | {digest}"
+    shown = f" ({'; '.join(settings)})" if settings else ""
+    return f"{method}{shown} | {s.model} {s.image_size}px B={s.batch_size} r={s.repetition:g} | {run_id(named)}"
 
 
 def suite_entries(

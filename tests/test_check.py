@@ -147,6 +147,17 @@ def test_a_users_suite_is_gated_against_its_own_reference(tmp_path: Path, capsys
     assert failures and "min effect" in failures[0].get("message")
 
 
+def test_each_option_set_and_compute_of_an_attack_is_an_entry_of_its_own(tmp_path: Path):
+    suite = tmp_path / "s.yaml"
+    suite.write_text(USER_SUITE.replace("attacks: [idlg]", "attacks: [dlg]") + "attack_options: {dlg: [{lr: 1.0}, {lr: 0.1}]}\n")
+    entries, cells = suite_entries(suite)
+    assert sorted(e.label.split(" | ")[0] for e in entries) == ["dlg (50 it; lr=0.1)", "dlg (50 it; lr=1.0)"]
+    assert all(len(e.cells) == 4 for e in entries) and len(cells) == 8
+    suite.write_text(USER_SUITE.replace("budget: 50", "compute: 1e8"))
+    [entry], _ = suite_entries(suite)
+    assert entry.label.startswith("idlg (1e+08 FLOPs) | ")
+
+
 def test_an_update_of_some_entries_keeps_the_others(tmp_path: Path):
     suite, reference = tmp_path / "s.yaml", tmp_path / "r.json"
     suite.write_text(USER_SUITE.replace("attacks: [idlg]", "attacks: [idlg, noise]").replace("[0, 1, 2, 3]", "[0, 1]"))
