@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from bench.sweep import FLAG_NAMES, TRACK_OF_FIELD, Sweep
+from bench.sweep import FLAG_NAMES, SETTING_NAMES, TRACK_OF_FIELD, Sweep
 
 # Shown whatever their value: what every run of the sweep depends on. Other fields are shown when they
 # differ from their default.
@@ -56,7 +56,11 @@ def differences(base: Sweep, sweep: Sweep) -> list[str]:
     as one setting: a budget given on the command line replaces the preset's per-attack budgets too."""
     before, after = as_file(base), as_file(sweep)
     # a flag that changes a field the settings hold changes it in each of them: the flag names the change
-    changed = [k for k, v in after.items() if k not in (*NOT_SETTINGS, "settings") and before.get(k) != v]
+    replaced = bool(before.get("settings")) and not after.get("settings")  # by a model or dataset given
+    changed = [
+        k for k, v in after.items()
+        if k not in (*NOT_SETTINGS, "settings") and (before.get(k) != v or (replaced and k in SETTING_NAMES))
+    ]  # fmt: skip
     if "budgets" in changed:
         changed = [k for k in changed if k != "budgets"] + ([] if "budget" in changed else ["budget"])
     return [f"{k}={_compact(after[k])}" for k in changed]

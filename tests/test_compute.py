@@ -178,7 +178,7 @@ def test_flags_replace_a_presets_compute_or_budgets_in_every_setting():
     with pytest.raises(BenchError, match="not both"):
         override(quick, budget=7, compute=1e9)
     named = expand(override(quick, models=["resnet18"], batch_sizes=[8]), ["dlg"])  # the command line's setting
-    assert {(c.scenario.model, c.scenario.dataset, c.scenario.train_steps) for c in named} == {("resnet18", "embedded", 0)}
+    assert {(c.scenario.model, c.scenario.dataset, c.scenario.train_steps) for c in named} == {("resnet18", "embedded-detail", 0)}
     labels = expand(override(quick, track="labels"), ["llg"])  # a setting's compute is the attack track's
     assert {c.scenario.model for c in labels} == {"lenet", "convnet"} and {c.flops for c in labels} == {None}
     with pytest.raises(BenchError, match=r"settings\[0\]: compute: for the attacks track only"):
@@ -198,7 +198,7 @@ def test_settings_put_several_settings_in_one_sweep():
     )  # fmt: skip
     cells = expand(sweep, ["noise"])
     assert [(c.scenario.model, c.scenario.batch_size, c.flops, c.budget) for c in cells[::2]] == [
-        ("lenet", 4, 10**9, None), ("convnet", 1, None, 7), ("convnet", 2, None, 7)]  # fmt: skip
+        ("lenet", 1, 10**9, None), ("convnet", 1, None, 7), ("convnet", 2, None, 7)]  # fmt: skip
     assert {c.scenario.bn_mode for c in cells if c.scenario.model == "convnet"} == {"eval"}
     with pytest.raises(BenchError, match=r"settings\[0\]: unknown or sweep-wide field\(s\) name"):
         sweep_from_dict({"settings": [{"name": "x"}]}, "test")

@@ -31,7 +31,7 @@ SCALE = [
     (r"bench run .*--models resnet18", ["--budget", "1", "--seeds", "0", "--batch-sizes", "2", "--image-size", "16"]),
     (r"bench run .*--flops", ["--flops", "2e8", "--seeds", "0"]),
     (r"bench run", ["--budget", "1", "--seeds", "0"]),
-    (r"bench check --suite", []),  # the user's gate on the README's my_sweep.yaml: small as it is
+    (r"bench check --suite", ["--only", "dlg"]),  # the user's gate on the README's my_sweep.yaml, DLG's entries
     (r"bench check", ["--only", "idlg,llg"]),
     (r"bench audit", ["--attacks", "dlg", "--max-minutes", "3", "--cases", "2", "--batch-sizes", "2"]),  # DLG stops at its paper budget, well within the time
 ]

@@ -54,7 +54,7 @@ class Slow(Attack):
         time.sleep(self.config.seconds)
         return Reconstruction(torch.full((case.num_images, *case.image_shape), 0.5), None)
 '''
-SMALL = ["--batch-sizes", "1", "--budget", "2", "--no-images"]  # flags given later win
+SMALL = ["--models", "lenet", "--batch-sizes", "1", "--budget", "2", "--no-images"]  # one setting; flags given later win
 
 
 @pytest.fixture(scope="module")
@@ -245,6 +245,7 @@ def test_a_sweep_file_reads_exponents_as_numbers(tmp_path):
         (["--attack-option", "dlg.lr=0.5", "--labels", "known"], "runs/quick+labels=known+attack_options=dlg.lr=0.5"),
         (["--preset", "smoke", "--defenses", "none,dp(clip=1, sigma=0.5)"], "runs/smoke+defenses=none,dp_clip=1,_sigma=0.5_"),
         (["--seeds", "0", "--out", "mine"], "mine"),
+        (["--models", "lenet"], "runs/quick+models=lenet+datasets=embedded-detail"),  # one of the preset's settings
     ],
 )
 def test_flags_that_change_the_preset_write_to_a_folder_of_their_own(flags, folder):
@@ -256,7 +257,7 @@ def test_run_prints_the_effective_settings_before_any_work(probes, tmp_path):
     done = bench("run", "--attacks", "noise", "--seeds", "0", "--labels", "known", *SMALL, env=probes, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    folder = "quick+attacks=noise+batch_sizes=1+labels=known+seeds=0+budget=2"
+    folder = "quick+attacks=noise+models=lenet+datasets=embedded-detail+labels=known+seeds=0+budget=2"
     assert lines[0] == f"1 run ({folder}, attacks): noise -> runs/{folder}"
     assert lines[1] == "settings (as a sweep file):"
     settings = lines[2 : lines.index(next(line for line in lines if line.startswith("[1/1]")))]

@@ -15,8 +15,7 @@ from tests.test_leaderboard import make_record
 
 import attacks  # noqa: F401
 import baselines  # noqa: F401
-from bench import runner
-from bench.attack import Attack, Reconstruction, report
+from bench.attack import ATTACKS, Attack, Reconstruction, report
 from bench.cli import main
 from bench.leaderboard import write_leaderboard
 from bench.leaderboard.compute_plots import compute_plots
@@ -98,10 +97,12 @@ class _Spy(Attack):
         return Reconstruction(start + (0.5 - start), None, iterations=budget)
 
 
-def test_the_runner_scores_what_the_attack_offers_and_the_attack_reaches_no_secret(monkeypatch, tmp_path: Path):
-    spy = _Spy()
-    monkeypatch.setattr(runner, "create_attack", lambda *args, **kwargs: spy)
-    (record,) = run_cells([Cell(LENET, attack="spy", budget=50)], tmp_path, RunOptions(save_images=False))
+def test_the_runner_scores_what_the_attack_offers_and_the_attack_reaches_no_secret(tmp_path: Path):
+    ATTACKS.add("spy", _Spy, "looks at what its progress callback lets it reach")
+    try:
+        (record,) = run_cells([Cell(LENET, attack="spy", budget=50)], tmp_path, RunOptions(save_images=False))
+    finally:
+        ATTACKS.remove("spy")
     reachable, offered = _Spy.seen
     from bench.client import simulate
 
