@@ -233,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--metrics", type=_names, help="metrics of the attack tables, comma-separated (default psnr)")
     board.add_argument("--columns", choices=("batch_size", "repetition"), help="column axis of the attack tables (default batch_size)")
     board.add_argument("--at-flops", type=_positive_number, help="read each run at this compute: its best reconstruction within that many FLOPs (from its trace)")
+    board.add_argument("--tuned", help="tuned.yaml of bench tune: render instead the default-against-tuned table of its attacks (Markdown), from the runs folders' records of both")
     board.add_argument("--target-gain", type=float, default=10.0, help="gain over the prior floor (dB) of the time-to-target table (default 10)")
 
     claims = sub.add_parser("claims", help="render the paper-claims table from the published records")

@@ -291,6 +291,8 @@ def cmd_case(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from bench.leaderboard import views_for, write_leaderboard
 
+    if args.tuned is not None:
+        return _tuning_comparison(args)
     views = views_for(args.metrics, args.columns)
     if args.site is not None:
         from bench.leaderboard.site import check_site_folder, write_site
@@ -308,6 +310,19 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             print(text, end="")
     if args.site is not None:
         print(f"site: {write_site(args.runs, args.site, views)}")
+    return 0
+
+
+def _tuning_comparison(args: argparse.Namespace) -> int:
+    from bench.leaderboard.tuning import tuning_comparison
+
+    if args.site is not None or args.plots is not None or args.at_flops is not None or args.format != "md":
+        raise BenchError("--tuned renders one Markdown table (with --runs and --out only)")
+    text = tuning_comparison(args.runs, args.tuned)
+    if args.out is None:
+        print(text, end="")
+    else:
+        write_atomic(Path(args.out), text)
     return 0
 
 

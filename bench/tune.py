@@ -51,12 +51,18 @@ OBJECTIVE = "psnr_gain"
 
 
 def setting_of(cell: Cell) -> str:
-    """The setting a cell belongs to, for tuning: its scenario without the case seed, batch size and
-    repetition (a study spans those), and its compute. Readable, and exact through a digest of the rest:
+    """The setting a cell belongs to, for tuning (see `setting_key`)."""
+    return setting_key(cell.config())
+
+
+def setting_key(config: Mapping[str, Any]) -> str:
+    """The setting of a run's configuration: its scenario without the case seed, batch size and repetition (a
+    study spans those), and its compute. Readable, and exact through a digest of the rest:
     'lenet/embedded-detail/16px/1e+10 FLOPs#3f2a9c'."""
-    scenario = {k: v for k, v in cell.scenario.to_dict().items() if k not in ("seed", "batch_size", "repetition")}
-    compute = f"{cell.flops:.0e} FLOPs" if cell.flops is not None else f"{cell.budget or 'paper'} it"
-    digest = run_id({"scenario": scenario, "flops": cell.flops, "budget": cell.budget})[:6]
+    scenario = {k: v for k, v in config["scenario"].items() if k not in ("seed", "batch_size", "repetition")}
+    flops, budget = config.get("flops"), config.get("budget")
+    compute = f"{flops:.0e} FLOPs" if flops is not None else f"{budget or 'paper'} it"
+    digest = run_id({"scenario": scenario, "flops": flops, "budget": budget})[:6]
     return f"{scenario['model']}/{scenario['dataset']}/{scenario['image_size']}px/{compute}#{digest}"
 
 

@@ -20,7 +20,9 @@ from optuna.trial import TrialState
 from bench.attack import ATTACKS, attack_config
 from bench.cli import main
 from bench.search_space import Integer, Real, field_kind, space_for
-from bench.tune import RUNS_DIR, STUDY_DB, TUNED_FILE
+from bench.leaderboard.tuning import comparison_rows
+from bench.record import load_records
+from bench.tune import RUNS_DIR, STUDY_DB, TUNED_FILE, load_tuned
 
 REPO = Path(__file__).resolve().parents[1]
 # a few hundred milliseconds per trial: LeNet at 16 px, 1e8 FLOPs per run
@@ -112,6 +114,12 @@ def test_tuned_options_are_scored_only_on_cases_apart_from_the_tuning_ones(dlg_t
         assert record["config"]["scenario"]["seed"] not in record["tuning"]["seeds"]
         assert record["tuning"]["options"] == entry["options"] and record["tuning"]["trials"] == 4
         assert record["config"]["attack_options"]["lr"] == entry["options"]["lr"]
+    default = ["run", *TINY, "--batch-sizes", "1,2", "--attacks", "dlg", "--no-images", "--seeds", "3"]
+    assert main([*default, "--out", str(tmp_path / "default")]) == 0
+    (row,) = comparison_rows(
+        [r for p in ("default", "scored") for r in load_records(tmp_path / p)], load_tuned(tuned)
+    )
+    assert row[:2] == ["dlg", "4"] and row[6] == "2/2"
     assert main([*run, "--seeds", "3", "--model", "convnet", "--out", str(tmp_path / "other")]) == 2
     assert "no run of this sweep matches a study of the file" in capsys.readouterr().err
 
