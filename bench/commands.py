@@ -205,7 +205,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from bench.tune import plan_studies, run_study, tuning_table, write_tuned
+    from bench.tune import check_stored, plan_studies, run_study, tuning_table, write_tuned
 
     started = time.monotonic()
     sweep = run_sweep(args)
@@ -234,8 +234,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print(f"settings (as a sweep file):\n{textwrap.indent(settings_text(tuning_sweep), '  ')}", flush=True)
     options = RunOptions(device=str(device), metric=metric, resume=True, save_images=False)
     bar = sys.stderr.isatty()
+    studies = plan_studies(cells, spaces, seeds)
+    check_stored(out_dir, studies)
     try:
-        for study in plan_studies(cells, spaces, seeds):
+        for study in studies:
             run_study(study, args.trials, args.sampler_seed, out_dir, options, bar)
             write_tuned(out_dir)  # each finished study is usable at once
     except KeyboardInterrupt:

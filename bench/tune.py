@@ -124,16 +124,28 @@ def load_study(storage, study: Study, sampler_seed: int):
         study_name=study.name, storage=storage, direction="maximize", load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=sampler_seed),
     )  # fmt: skip
-    fingerprint = stored.user_attrs.get("fingerprint")
-    if fingerprint is None:
+    if "fingerprint" not in stored.user_attrs:
         for key, value in _study_attrs(study).items():
             stored.set_user_attr(key, value)
-    elif fingerprint != study.fingerprint():
-        raise BenchError(
-            f"the study {study.name!r} in {STUDY_DB} was made with another search space, tuning seeds or runs; "
-            f"tune into another --out"
-        )
     return stored
+
+
+def check_stored(out_dir: Path, studies: list[Study]) -> None:
+    """Refuse, before any trial, to continue a stored study made with another search space, tuning seeds or
+    runs (the sweep's cells and options): its trials would not be comparable."""
+    import optuna
+
+    if not (out_dir / STUDY_DB).is_file():
+        return
+    storage = open_storage(out_dir)
+    names = set(optuna.get_all_study_names(storage))
+    for study in (s for s in studies if s.name in names):
+        stored = optuna.load_study(study_name=study.name, storage=storage)
+        if stored.user_attrs.get("fingerprint", study.fingerprint()) != study.fingerprint():
+            raise BenchError(
+                f"the study {study.name!r} in {out_dir / STUDY_DB} was made with another search space, tuning "
+                f"seeds or runs; tune into another --out"
+            )
 
 
 def _study_attrs(study: Study) -> dict[str, Any]:
@@ -212,6 +224,8 @@ def objective(study: Study, out_dir: Path, options: RunOptions):
 
 def run_study(study: Study, trials: int, sampler_seed: int, out_dir: Path, options: RunOptions, bar: bool) -> dict:
     """Run trials until `trials` of them count; returns the study's entry of tuned.yaml."""
+    from optuna.trial import TrialState
+
     storage = open_storage(out_dir)
     stored = load_study(storage, study, sampler_seed)
     recovered = recover_stale(storage, stored)
@@ -226,19 +240,16 @@ def run_study(study: Study, trials: int, sampler_seed: int, out_dir: Path, optio
         started = time.monotonic()
         trial = stored.ask()
         value = evaluate(trial)
-        stored.tell(trial, None if math.isnan(value) else value, state=None if not math.isnan(value) else _failed())
+        if math.isnan(value):
+            stored.tell(trial, state=TrialState.FAIL)
+        else:
+            stored.tell(trial, value)
         done = len(counted(stored.get_trials(deepcopy=False)))
         progress.update(min(done, trials) - progress.n)
         if not bar:
             print(_trial_line(study, stored, trial.number, value, done, trials, time.monotonic() - started), flush=True)
     progress.close()
     return study_entry(stored)
-
-
-def _failed():
-    from optuna.trial import TrialState
-
-    return TrialState.FAIL
 
 
 def _trial_line(study: Study, stored, number: int, value: float, done: int, trials: int, wall_s: float) -> str:

@@ -173,3 +173,5 @@ def test_a_study_killed_mid_trial_resumes_without_repeating_trials(tmp_path):
     assert main([*argv[:-3], "6", *argv[-2:]]) == 0  # a larger --trials continues the study
     more = [t for t in _study(out).trials if t.state == TrialState.COMPLETE]
     assert len(more) == 6 and [t.params for t in more[:4]] == [t.params for t in complete]
+    assert main([*argv, "--space", "dlg.lr=0.1:1:log"]) == 2  # another space: refused before any trial
+    assert len(_study(out).trials) == len(trials) + 2
