@@ -63,7 +63,8 @@ def comparison_rows(records: Sequence[Record], tuned: dict) -> list[list[str]]:
 
 def tuning_comparison(runs: Sequence[str | Path], tuned_file: str | Path) -> str:
     """The default-against-tuned table (Markdown) of the records under `runs` for the studies of `tuned_file`."""
-    records = [r for sweep in load_sweeps([Path(p) for p in runs]) for r in sweep.records]
+    # one folder at a time: the default and the tuned records may sit in folders of the same name
+    records = [r for folder in runs for sweep in load_sweeps([Path(folder)]) for r in sweep.records]
     rows = comparison_rows(records, load_tuned(tuned_file))
     legend = (
         f"\nGain over the prior floor ({GAIN_METRIC}, dB), mean ± 95% CI over the held-out cases (batch sizes x seeds); "
