@@ -37,6 +37,7 @@ import torch
 
 from attacks.mlco import PAPER_T_IN, Stage, first_seed, run_mlco, stage_plan, total_iterations
 from bench.attack import Attack, Progress, Reconstruction, register_attack, report
+from bench.search_space import Integer, Real
 from bench.case import Case
 from bench.engine.distances import GradientDistance
 from bench.engine.loop import LoopConfig, LoopReport, LoopResult, Variables, iteration_budget, run_loop, seed_streams
@@ -106,6 +107,11 @@ class E2EGIConfig:
 @register_attack("e2egi", description="E2EGI: cosine + TV + exact BN inversion with 8-seed minimum-loss combination")
 class E2EGI(Attack):
     Config = E2EGIConfig
+    # step size, TV and BN-prior weights, the noise, MLCO's group weight and its seeds (free at equal FLOPs)
+    search_space = {
+        "lr": Real(1e-3, 1.0, log=True), "tv": Real(1e-4, 1.0, log=True), "bn": Real(1e-3, 1.0, log=True),
+        "noise": Real(1e-3, 1.0, log=True), "group": Real(1e-4, 1.0, log=True), "n_seed": Integer(2, 8),
+    }  # fmt: skip
     flops_metered = True
     requires = Requirements(
         labels_known=False, bn_stats=("running", "exact"), needs_bn_layers=True, updates=UPDATE_KINDS,

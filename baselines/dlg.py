@@ -24,6 +24,7 @@ from typing import Literal
 import torch
 
 from bench.attack import Attack, Progress, Reconstruction, register_attack
+from bench.search_space import Real
 from bench.case import Case
 from bench.engine.distances import GradientDistance
 from bench.engine.loop import LoopConfig, LoopResult, Variables, iteration_budget, reporting, run_loop
@@ -58,6 +59,7 @@ class DLGConfig:
 )
 class DLG(Attack):
     Config = DLGConfig
+    search_space = {"lr": Real(1e-2, 10.0, log=True)}  # L-BFGS step size
     flops_metered = True
     requires = Requirements(updates=UPDATE_KINDS, aggregated=True)
 

@@ -38,6 +38,7 @@ from typing import Literal
 import torch
 
 from bench.attack import Attack, Progress, Reconstruction, register_attack
+from bench.search_space import Integer, Real
 from bench.case import Case
 from bench.engine.distances import GradientDistance
 from bench.engine.loop import LoopConfig, LoopResult, Variables, iteration_budget, reporting, run_loop
@@ -125,6 +126,13 @@ def schedule_landmarks(config: GradInversionConfig, iterations: int) -> dict[str
 )
 class GradInversion(Attack):
     Config = GradInversionConfig
+    # step size, the prior weights (relative to the gradient match's alpha_g), the Langevin noise, and the
+    # group's size: free at equal FLOPs (the seeds share the compute)
+    search_space = {
+        "lr": Real(1e-3, 1.0, log=True), "alpha_tv": Real(1e-6, 1e-2, log=True), "alpha_l2": Real(1e-8, 1e-4, log=True),
+        "alpha_bn": Real(1e-3, 10.0, log=True), "alpha_group": Real(1e-4, 1.0, log=True),
+        "alpha_n": Real(1e-3, 1.0, log=True), "seeds": Integer(2, 8),
+    }  # fmt: skip
     flops_metered = True
     requires = Requirements(
         bn_stats=("running", "exact"), needs_bn_layers=True, updates=UPDATE_KINDS, aggregated=True

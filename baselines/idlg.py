@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bench.attack import Attack, Progress, Reconstruction, register_attack
+from bench.search_space import Real
 from bench.case import Case
 from bench.engine.distances import GradientDistance
 from bench.engine.loop import LoopConfig, LoopResult, Variables, iteration_budget, reporting, run_loop
@@ -55,6 +56,7 @@ class IDLGConfig:
 )
 class IDLG(Attack):
     Config = IDLGConfig
+    search_space = {"lr": Real(1e-2, 10.0, log=True)}  # L-BFGS step size
     flops_metered = True
     # the label rule reads one image's label off dW (its sign argument holds for every local step's
     # gradient, so for FedAvg too); K clients' mean update is K images, beyond the rule

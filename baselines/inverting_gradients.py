@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.attack import Attack, Progress, Reconstruction, register_attack
+from bench.search_space import Integer, Real
 from bench.case import Case
 from bench.engine.distances import GradientDistance
 from bench.engine.loop import LoopConfig, LoopResult, Variables, iteration_budget, reporting, run_loop
@@ -88,6 +89,8 @@ class InvertingGradientsConfig:
 )
 class InvertingGradients(Attack):
     Config = InvertingGradientsConfig
+    # step size, TV weight, and restarts: free at equal FLOPs (each restart gets its share of the compute)
+    search_space = {"lr": Real(1e-3, 1.0, log=True), "tv": Real(1e-6, 1e-1, log=True), "restarts": Integer(1, 8)}
     flops_metered = True
     requires = Requirements(updates=UPDATE_KINDS, aggregated=True)
 

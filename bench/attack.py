@@ -72,6 +72,9 @@ class Attack(ABC):
     # True when every matrix product the attack runs goes through the engine's counted evaluations
     # (bench.compute); otherwise the runner counts the whole run under FlopCounterMode (exact, slower)
     flops_metered: ClassVar[bool] = False
+    # the hyperparameters `bench tune` searches: Config field -> range (bench.search_space), the paper's
+    # values inside each range; fields a registered variant fixes are left out of that variant's search
+    search_space: ClassVar[Mapping[str, Any]] = {}
     name: str = ""
 
     def __init__(self, config: Any = None, device: torch.device | str = "cpu", collective: Any = None) -> None:

@@ -1,4 +1,4 @@
-"""Command line: `python -m bench run|ls|case|leaderboard|claims|audit|check ...` (the `bench` console script is the same)."""
+"""Command line: `python -m bench run|tune|ls|case|leaderboard|claims|audit|check ...` (the `bench` console script is the same)."""
 
 from __future__ import annotations
 
@@ -130,6 +130,50 @@ def add_scenario_flags(parser: argparse.ArgumentParser, many: bool) -> None:
         parser.add_argument("--seed", dest="seeds", type=axis(_values, _scalar), help=f"seed of the client's batch (and model) {default['seed']}")
 
 
+def _seed_list(text: str) -> list[int]:
+    """'100-104' or '100,101,103' as a list of seeds."""
+    seeds: list[int] = []
+    try:
+        for part in (p for p in text.split(",") if p):
+            low, dash, high = part.partition("-")
+            seeds += list(range(int(low), int(high) + 1)) if dash else [int(low)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds such as 100-104 or 100,101, got {text!r}") from None
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"expected one or more seeds >= 0, got {text!r}")
+    return sorted(set(seeds))
+
+
+def _space(text: str) -> tuple[str, str, object]:
+    """NAME.FIELD=LOW:HIGH[:log] -> (attack, field, range)."""
+    from bench.search_space import parse_range
+
+    key, equals, value = text.partition("=")
+    name, dot, option = key.strip().rpartition(".")
+    if not equals or not dot or not name or not option:
+        raise argparse.ArgumentTypeError(f"expected NAME.FIELD=LOW:HIGH[:log], e.g. dlg.lr=0.01:10:log, got {text!r}")
+    try:
+        return name, option, parse_range(value)
+    except BenchError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_sweep_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that say what a sweep runs: shared by `run` and `tune`."""
+    parser.add_argument("--attacks", type=_names, help="attack names or globs, comma-separated; 'all' for every attack")
+    parser.add_argument("--track", help="attacks (default), or labels: label-recovery methods only (one gradient, no optimisation)")
+    parser.add_argument("--label-methods", type=_names, help="label-recovery methods for --track labels ('all' for every method)")
+    parser.add_argument("--preset", help=f"shipped sweep: smoke, quick, paper (default: {DEFAULT_PRESET}; bench ls presets)")
+    parser.add_argument("--config", help="YAML sweep file (fields of bench.sweep.Sweep)")
+    parser.add_argument("--budget", type=_scalar, help="iterations per attack (default: the preset's)")
+    parser.add_argument("--flops", dest="compute", type=_scalar, help="FLOPs per attack run, the same for every attack (replaces iteration budgets), e.g. 1e10")
+    parser.add_argument("--attack-option", dest="attack_option", action="append", type=_attack_option, metavar="NAME.FIELD=VALUE",
+                        help="set a field of an attack's Config, e.g. dlg.lr=0.5 (repeatable; values as JSON: 1e-3, true, null, [0, 1])")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under a launch, cuda means cuda:LOCAL_RANK)")
+    parser.add_argument("--lpips-weights", help="AlexNet ImageNet weights for LPIPS (else looked up in torch's cache)")
+    add_scenario_flags(parser, many=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="bench", description="Gradient inversion benchmark")
     parser.add_argument("--version", action="version", version=f"gibench {__version__}")
@@ -142,25 +186,31 @@ def build_parser() -> argparse.ArgumentParser:
         "are printed before any work. Records go to runs/<preset>, or, when flags change the preset, to "
         "runs/<preset>+<what the flags change> (--out chooses another folder).",
     )  # fmt: skip
-    run.add_argument("--attacks", type=_names, help="attack names or globs, comma-separated; 'all' for every attack")
-    run.add_argument("--track", help="attacks (default), or labels: label-recovery methods only (one gradient, no optimisation)")
-    run.add_argument("--label-methods", type=_names, help="label-recovery methods for --track labels ('all' for every method)")
+    add_sweep_flags(run)
     run.add_argument("--resume", action="store_true", help="skip runs already recorded as ok in the output folder")
     run.add_argument("--fail-fast", action="store_true", help="stop at the first failed run and print its traceback")
     run.add_argument("--no-images", action="store_true", help="do not write the PNG grid of each run")
     run.add_argument("--per-run", action="store_true", help="end with one row per run instead of the comparison over seeds")
-    run.add_argument("--preset", help=f"shipped sweep: smoke, quick, paper (default: {DEFAULT_PRESET}; bench ls presets)")
-    run.add_argument("--config", help="YAML sweep file (fields of bench.sweep.Sweep)")
-    run.add_argument("--budget", type=_scalar, help="iterations per attack (default: the preset's)")
-    run.add_argument("--flops", dest="compute", type=_scalar, help="FLOPs per attack run, the same for every attack (replaces iteration budgets), e.g. 1e10")
-    run.add_argument("--attack-option", dest="attack_option", action="append", type=_attack_option, metavar="NAME.FIELD=VALUE",
-                     help="set a field of an attack's Config, e.g. dlg.lr=0.5 (repeatable; values as JSON: 1e-3, true, null, [0, 1])")
+    run.add_argument("--tuned", help="tuned.yaml written by bench tune: each attack runs with its tuned options on the settings it was tuned for (case seeds must differ from the tuning seeds)")
     run.add_argument("--out", default=None, help="folder for records (default: runs/<preset>, runs/<preset>+<changes> when flags change it)")
-    run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under a launch, cuda means cuda:LOCAL_RANK)")
     run.add_argument("--nproc", type=_at_least(1), default=1, help="local ranks to spawn (gloo on CPU, nccl on CUDA); under torchrun the launcher's ranks are used")
     run.add_argument("--shard-above", type=_at_least(1), help="with several ranks: batches up to this size run one per rank, larger ones are sharded over all ranks (default: shard every batch)")
-    run.add_argument("--lpips-weights", help="AlexNet ImageNet weights for LPIPS (else looked up in torch's cache)")
-    add_scenario_flags(run, many=True)
+
+    tune = sub.add_parser(
+        "tune", help="tune every attack with the same number of trials (Optuna) on cases apart from the scoring ones",
+        description="One Optuna study (seeded TPE) per attack and setting of the sweep that `bench run` would run with "
+        "the same flags: each trial runs the attack with options drawn from its search space on the sweep's cells at "
+        "the tuning seeds (--tune-seeds, which must differ from the sweep's seeds); the objective is the mean "
+        "psnr_gain. Studies are stored in OUT/study.db (a killed call resumes; a larger --trials continues) and the "
+        "best options in OUT/tuned.yaml, for `bench run --tuned`.",
+    )  # fmt: skip
+    add_sweep_flags(tune)
+    tune.add_argument("--trials", type=_at_least(1), required=True, help="trials per attack and setting (counted trials: completed, or failed by a run)")
+    tune.add_argument("--tune-seeds", type=_seed_list, default=[100, 101, 102, 103, 104], help="case seeds the studies run on, e.g. 100-104 or 100,101 (default 100-104)")
+    tune.add_argument("--sampler-seed", type=int, default=0, help="seed of the TPE sampler (default 0)")
+    tune.add_argument("--space", action="append", type=_space, metavar="NAME.FIELD=LOW:HIGH[:log]",
+                      help="set or add a range of an attack's search space, e.g. dlg.lr=0.01:10:log (repeatable)")
+    tune.add_argument("--out", required=True, help="folder for study.db, tuned.yaml and the trials' records (runs/)")
 
     ls = sub.add_parser("ls", help="list registered names")
     ls.add_argument("what", choices=LISTS)
@@ -183,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--metrics", type=_names, help="metrics of the attack tables, comma-separated (default psnr)")
     board.add_argument("--columns", choices=("batch_size", "repetition"), help="column axis of the attack tables (default batch_size)")
     board.add_argument("--at-flops", type=_positive_number, help="read each run at this compute: its best reconstruction within that many FLOPs (from its trace)")
+    board.add_argument("--tuned", help="tuned.yaml of bench tune: render instead the default-against-tuned table of its attacks (Markdown), from the runs folders' records of both")
     board.add_argument("--target-gain", type=float, default=10.0, help="gain over the prior floor (dB) of the time-to-target table (default 10)")
 
     claims = sub.add_parser("claims", help="render the paper-claims table from the published records")

@@ -36,8 +36,9 @@ from bench.preflight import check_device, check_scenario, check_writable, valida
 from bench.report import closing_line, failure_lines, method_text, runs, skip_lines
 from bench.runner import RunOptions, already_ok, run_cells
 from bench.settings import differences, folder_name, settings_text
-from bench.sweep import Sweep, check_attack_options, expand, load_preset, load_sweep_file, override, scenarios
+from bench.sweep import Sweep, check_attack_options, expand, load_preset, load_sweep_file, override, scenarios, variants
 from bench.threat import ThreatModel
+from bench.tune import apply_tuned, load_tuned
 from bench.update import ClientUpdate
 
 PER_RUN_TABLE = "runs.txt"  # beside the records: one row per run of the last `bench run` into the folder
@@ -77,7 +78,8 @@ def run_sweep(args: argparse.Namespace) -> Sweep:
 
 
 def records_folder(args: argparse.Namespace, sweep: Sweep) -> Path:
-    return Path(f"runs/{sweep.name}" if args.out is None else _folder(args.out))
+    tuned = "+tuned" if getattr(args, "tuned", None) else ""  # tuned options never land among the defaults' records
+    return Path(f"runs/{sweep.name}{tuned}" if args.out is None else _folder(args.out))
 
 
 def _local_ranks(nproc: int) -> tuple[int, int]:
@@ -151,14 +153,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         for name in sweep.budgets:  # a budget for a name no attack has is a typo
             ATTACKS.get(name)
         check_attack_options(sweep)
+    tuned = load_tuned(args.tuned) if args.tuned is not None else None
     world_size, local_ranks = _local_ranks(args.nproc)
     if args.shard_above is not None and world_size == 1:
         raise BenchError("--shard-above applies to runs on several ranks (--nproc N or torchrun)")
     device = check_device(args.device, local_ranks)
     metric = MetricConfig(lpips_weights=args.lpips_weights)
-    cells = validate(
-        expand(sweep, methods), world_size, args.shard_above, skip_infeasible=sweep.infeasible == "skip", metric=metric
-    )
+    cells = expand(sweep, methods) if tuned is None else apply_tuned(expand(sweep, methods), tuned)
+    cells = validate(cells, world_size, args.shard_above, skip_infeasible=sweep.infeasible == "skip", metric=metric)
     out_dir = records_folder(args, sweep)
     if probes_output():
         check_writable(out_dir)
@@ -202,6 +204,67 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from bench.tune import check_stored, plan_studies, run_study, tuning_table, write_tuned
+
+    started = time.monotonic()
+    sweep = run_sweep(args)
+    if sweep.track != "attacks":
+        raise BenchError("bench tune tunes attacks; label-recovery methods have no options to tune")
+    methods = ATTACKS.select(sweep.attacks)
+    check_attack_options(sweep)
+    seeds = tuple(args.tune_seeds)
+    overlap = sorted(set(seeds) & {s for variant in variants(sweep) for s in variant.seeds})
+    if overlap:
+        raise BenchError(
+            f"--tune-seeds overlap the sweep's seeds ({', '.join(map(str, overlap))}): the seeds the attacks are "
+            f"scored on must stay apart from those they are tuned on"
+        )
+    spaces = search_spaces(methods, args.space or [])
+    untuned = [name for name in methods if name not in spaces]
+    device = check_device(args.device)
+    metric = MetricConfig(lpips_weights=args.lpips_weights)
+    tuning_sweep = override(sweep, seeds=list(seeds))
+    cells = validate(expand(tuning_sweep, list(spaces)), skip_infeasible=sweep.infeasible == "skip", metric=metric)
+    out_dir = Path(_folder(args.out))
+    check_writable(out_dir)
+    print(f"tuning {', '.join(spaces)} ({sweep.name}): {args.trials} trials each on seeds {', '.join(map(str, seeds))} -> {out_dir}")
+    if untuned:
+        print(f"not tuned (no search space): {', '.join(untuned)}")
+    print(f"settings (as a sweep file):\n{textwrap.indent(settings_text(tuning_sweep), '  ')}", flush=True)
+    options = RunOptions(device=str(device), metric=metric, resume=True, save_images=False)
+    bar = sys.stderr.isatty()
+    studies = plan_studies(cells, spaces, seeds)
+    check_stored(out_dir, studies)
+    try:
+        for study in studies:
+            run_study(study, args.trials, args.sampler_seed, out_dir, options, bar)
+            write_tuned(out_dir)  # each finished study is usable at once
+    except KeyboardInterrupt:
+        print(f"interrupted; the same command resumes the studies in {out_dir}", file=sys.stderr)
+        return 130
+    path = write_tuned(out_dir)
+    print(tuning_table(path))
+    print(f"tuned options: {path} (python -m bench run ... --tuned {path}) · {time.monotonic() - started:.0f} s")
+    return 0
+
+
+def search_spaces(methods: list[str], given: list[tuple[str, str, object]]) -> dict:
+    """Each attack's search space with the --space ranges on top; attacks without one are left out."""
+    from bench.search_space import space_for
+
+    ranges: dict[str, dict] = {}
+    for name, option, value in given:
+        if name not in methods:
+            raise BenchError(f"--space {name}.{option}: {name!r} is not one of the attacks tuned ({', '.join(methods)})")
+        ranges.setdefault(name, {})[option] = value
+    spaces = {name: space_for(name, ranges.get(name)) for name in methods}
+    spaces = {name: space for name, space in spaces.items() if space}
+    if not spaces:
+        raise BenchError(f"none of {', '.join(methods)} has a search space to tune (give ranges with --space)")
+    return spaces
+
+
 def _folder(text: str) -> str:
     if not text.strip():
         raise BenchError("--out needs a folder name, got an empty one")
@@ -230,6 +293,8 @@ def cmd_case(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from bench.leaderboard import views_for, write_leaderboard
 
+    if args.tuned is not None:
+        return _tuning_comparison(args)
     views = views_for(args.metrics, args.columns)
     if args.site is not None:
         from bench.leaderboard.site import check_site_folder, write_site
@@ -247,6 +312,19 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             print(text, end="")
     if args.site is not None:
         print(f"site: {write_site(args.runs, args.site, views)}")
+    return 0
+
+
+def _tuning_comparison(args: argparse.Namespace) -> int:
+    from bench.leaderboard.tuning import tuning_comparison
+
+    if args.site is not None or args.plots is not None or args.at_flops is not None or args.format != "md":
+        raise BenchError("--tuned renders one Markdown table (with --runs and --out only)")
+    text = tuning_comparison(args.runs, args.tuned)
+    if args.out is None:
+        print(text, end="")
+    else:
+        write_atomic(Path(args.out), text)
     return 0
 
 

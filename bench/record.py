@@ -40,12 +40,15 @@ class Record:
     traceback: str | None = None  # the failure's full traceback (failed runs; absent in older records)
     update: dict = field(default_factory=dict)  # the shared update's facts (bench.client); absent in older records
     trace: list = field(default_factory=list)  # quality against compute (bench.trace); absent in older records
+    tuning: dict | None = None  # where the attack options came from (bench.tune): study, trials, best value, options
     schema: int = RECORD_SCHEMA
 
     def to_dict(self) -> dict:
         data = asdict(self)
         if not data["trace"]:
             del data["trace"]  # the label track and runs that did not run have none
+        if data["tuning"] is None:
+            del data["tuning"]  # runs with the attack's own settings
         return data
 
     @classmethod

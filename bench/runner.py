@@ -71,6 +71,7 @@ def _record_fields(cell: Cell, secret: Secret | None, options: RunOptions) -> di
         environment=environment(options.device, _world_size(options)),
         batch=batch_facts(secret) if secret is not None else {},
         update=dict(secret.facts) if secret is not None else {},
+        tuning=cell.tuning,
     )
 
 

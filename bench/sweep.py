@@ -167,6 +167,7 @@ class Cell:
     `options` are fields of the attack's Config given by the sweep; the run's configuration holds the whole
     resolved Config (defaults included, `attack_options`), so a changed setting is another run.
     `skip` (not part of the run's configuration) is why the cell cannot run, when the sweep skips such cells.
+    `tuning` (recorded, not part of the configuration: the options are) names the study that chose `options`.
     """
 
     scenario: Scenario
@@ -176,6 +177,7 @@ class Cell:
     skip: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     flops: int | None = None  # the run's compute budget in FLOPs (the iteration budget is derived from it)
+    tuning: dict | None = None  # the study its options come from (bench.tune; not part of the run's configuration)
 
     def config(self) -> dict:
         if self.label_method is not None:

@@ -26,6 +26,7 @@ from bench import check
 from bench.cli import main
 
 RUN = ["run", "--preset", "smoke", "--attacks", "noise", "--out", "{tmp}/out"]
+TUNE = ["tune", "--preset", "smoke", "--attacks", "dlg", "--out", "{tmp}/out", "--trials", "2"]
 LONG = "a" * 300  # one path component over NAME_MAX (255)
 SWEEP = "name: bad\nattacks: [noise]\nmodels: [lenet]\nimage_size: 16\nbatch_sizes: [2]\n"
 TEXT_PTH = {"text.pth": "this is not a checkpoint\n"}
@@ -64,6 +65,20 @@ BATTERY: dict[str, tuple[list[str], str, dict[str, str]]] = {
     "attack-option-field": ([*RUN, "--attack-option", "dlg.lrr=0.5"], "attack 'dlg' has no option 'lrr'; did you mean lr?", {}),
     "attack-option-literal": ([*RUN, "--attack-option", "dlg.init_space=box"], "attack option dlg.init_space: Input should be 'pixel' or 'input' (got 'box')", {}),
     "attack-option-attack": ([*RUN, "--attack-option", "dgl.lr=0.5"], "unknown attack 'dgl'; did you mean dlg", {}),
+    "tune-space-field": ([*TUNE, "--space", "dlg.lrr=0.1:1:log"], "search space of 'dlg': its Config has no field 'lrr'", {}),
+    "tune-space-kind": ([*TUNE, "--space", "dlg.init_space=0:1"], "init_space is a Literal['pixel', 'input'] field; only int and float fields are tuned", {}),
+    "tune-space-range": ([*TUNE, "--space", "dlg.lr=1:0.1"], "a range needs low < high", {}),
+    "tune-space-syntax": ([*TUNE, "--space", "dlg.lr=0.1"], "expected a range LOW:HIGH or LOW:HIGH:log, got '0.1'", {}),
+    "tune-space-attack": ([*TUNE, "--space", "idlg.lr=0.1:1"], "--space idlg.lr: 'idlg' is not one of the attacks tuned (dlg)", {}),
+    "tune-space-variant": ([*TUNE[:4], "gradinversion-no-group", *TUNE[5:], "--space", "gradinversion-no-group.alpha_group=0.01:1"],
+                           "alpha_group is fixed by the variant (alpha_group=0.0)", {}),
+    "tune-seed-overlap": ([*TUNE, "--seeds", "0,101", "--tune-seeds", "100-102"], "--tune-seeds overlap the sweep's seeds (101)", {}),
+    "tune-trials": ([*TUNE[:-1], "0"], "argument --trials: must be at least 1, got 0", {}),
+    "tune-seeds-syntax": ([*TUNE, "--tune-seeds", "a-b"], "expected seeds such as 100-104 or 100,101, got 'a-b'", {}),
+    "tune-no-space": ([*TUNE[:4], "noise", *TUNE[5:]], "none of noise has a search space to tune", {}),
+    "tune-labels": ([*TUNE[:3], *TUNE[5:], "--track", "labels"], "bench tune tunes attacks", {}),
+    "run-tuned-missing": ([*RUN, "--tuned", "{tmp}/none.yaml"], "--tuned: {tmp}/none.yaml does not exist", {}),
+    "run-tuned-malformed": ([*RUN, "--tuned", "{tmp}/t.yaml"], "is not a tuned-options file written by bench tune", {"t.yaml": "attacks: [1, 2]\n"}),
     "attack-option-no-field": ([*RUN, "--attack-option", "lr=0.5"], "expected NAME.FIELD=VALUE, e.g. dlg.lr=0.5, got 'lr=0.5'", {}),
     "attack-option-no-value": ([*RUN, "--attack-option", "dlg.lr"], "expected NAME.FIELD=VALUE", {}),
     "attack-option-tuple": ([*RUN, "--attack-option", "inverting-gradients.layers=0,1"], "attack option inverting-gradients.layers: Input should be a valid tuple (got '0,1')", {}),
@@ -351,7 +366,9 @@ def test_bad_input_is_refused_with_one_line(name: str, tmp_path: Path, capsys, m
     tmp.mkdir()
     _prepare(tmp, files)
     monkeypatch.setattr(check, "REFERENCE", tmp / "reference.json")
-    for work in ("bench.check.run_cells", "bench.commands.run_cells", "bench.commands.simulate", "bench.commands.spawn_local"):
+    work_done = ("bench.check.run_cells", "bench.commands.run_cells", "bench.commands.simulate", "bench.commands.spawn_local",
+                 "bench.tune.run_cells", "bench.tune.simulate")
+    for work in work_done:
         monkeypatch.setattr(work, _must_not_run)  # refused before any work, or the test fails at once
     monkeypatch.chdir(tmp)  # `--out .` and relative paths land here, never in the repository
     fill = {"tmp": str(tmp), "records": str(RECORDS)}

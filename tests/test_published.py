@@ -12,6 +12,7 @@ from tests.test_site import check_links
 from bench.leaderboard import write_leaderboard
 from bench.leaderboard.claims import render_claims
 from bench.leaderboard.site import write_site
+from bench.leaderboard.tuning import tuning_comparison
 
 BOARD = Path(__file__).resolve().parents[1] / "leaderboard"
 PUBLISHED = [
@@ -37,9 +38,21 @@ def test_published_table_matches_its_records(table, records, fmt):
     assert write_leaderboard(BOARD / records, None, fmt) == (BOARD / table).read_text()
 
 
+# default against tuned: (table, runs folders holding both, the tuning's tuned.yaml)
+TUNED = [
+    ("cpu-images-tuned.md", ["records/cpu-images/lenet", "records/cpu-images-tuned/lenet"], "tuning/cpu-images-lenet/tuned.yaml"),
+]
+
+
+@pytest.mark.parametrize("table, runs, tuned", TUNED)
+def test_published_tuning_table_matches_its_records(table, runs, tuned):
+    assert tuning_comparison([BOARD / r for r in runs], BOARD / tuned) == (BOARD / table).read_text()
+
+
 def test_every_published_table_is_checked():
     tables = {p.name for p in BOARD.glob("*.md")} | {p.name for p in BOARD.glob("*.tex")}
-    assert tables - {"README.md", "claims.md"} == {table for table, *_ in PUBLISHED}
+    checked = {table for table, *_ in PUBLISHED} | {table for table, *_ in TUNED}
+    assert tables - {"README.md", "claims.md"} == checked
 
 
 def _files(folder: Path) -> dict[str, bytes]:

@@ -30,6 +30,9 @@ SCALE = [
                                      "--budget", "1", "--attacks", "noise,dlg"]),  # fmt: skip
     (r"bench run .*--models resnet18", ["--budget", "1", "--seeds", "0", "--batch-sizes", "2", "--image-size", "16"]),
     (r"bench run .*--flops", ["--flops", "2e8", "--seeds", "0"]),
+    # a tuning and its scoring at the same small setting (a tuned study applies to its own setting only)
+    (r"bench tune", ["--models", "lenet", "--batch-sizes", "1", "--flops", "1e8", "--tune-seeds", "100", "--trials", "2"]),
+    (r"bench run .*--preset quick --attacks dlg,inverting-gradients", ["--models", "lenet", "--batch-sizes", "1", "--flops", "1e8", "--seeds", "0"]),
     (r"bench run", ["--budget", "1", "--seeds", "0"]),
     (r"bench check --suite", ["--only", "dlg"]),  # the user's gate on the README's my_sweep.yaml, DLG's entries
     (r"bench check", ["--only", "idlg,llg"]),
