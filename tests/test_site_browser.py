@@ -156,7 +156,7 @@ def test_filters_change_the_visible_rows(browser):
     assert len(boards) == 1 and "B=256" in boards[0].find_element("tag name", "h3").text
     Select(browser.find_element("css selector", 'select[data-filter="r"]')).select_by_value("0.96")
     columns = [th.text for th in boards[0].find_elements("css selector", "thead th[data-col]") if th.is_displayed()]
-    assert columns == ["r=0.96"]  # within a table over r only the chosen column stays
+    assert columns == ["r=0.961"]  # only the chosen column stays, headed by the rate B = 256 achieves
     Select(browser.find_element("css selector", 'select[data-filter="b"]')).select_by_value("")
     Select(browser.find_element("css selector", 'select[data-filter="r"]')).select_by_value("")
     assert len(_visible_rows(browser)) == everything
