@@ -112,6 +112,7 @@ class E2EGI(Attack):
         "lr": Real(1e-3, 1.0, log=True), "tv": Real(1e-4, 1.0, log=True), "bn": Real(1e-3, 1.0, log=True),
         "noise": Real(1e-3, 1.0, log=True), "group": Real(1e-4, 1.0, log=True), "n_seed": Integer(2, 8),
     }  # fmt: skip
+    search_space_acts_when = {"group": {"mlco": True}}  # the group term is weighted only in MLCO's rounds
     flops_metered = True
     requires = Requirements(
         labels_known=False, bn_stats=("running", "exact"), needs_bn_layers=True, updates=UPDATE_KINDS,

@@ -75,6 +75,9 @@ class Attack(ABC):
     # the hyperparameters `bench tune` searches: Config field -> range (bench.search_space), the paper's
     # values inside each range; fields a registered variant fixes are left out of that variant's search
     search_space: ClassVar[Mapping[str, Any]] = {}
+    # fields of the search space that act only under some settings: field -> {Config field: value it needs};
+    # a variant without those values does not search the field (it would tune nothing)
+    search_space_acts_when: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     name: str = ""
 
     def __init__(self, config: Any = None, device: torch.device | str = "cpu", collective: Any = None) -> None:

@@ -1,7 +1,8 @@
 """Search spaces: the hyperparameters an attack declares for tuning, each with its range and scale.
 
 An attack lists its space beside its Config (`search_space = {"lr": Real(1e-3, 1.0, log=True)}`); each name
-is a field of the Config (tests/test_search_space.py checks every registered attack). `bench tune`
+is a field of the Config (tests/test_tune.py checks every registered attack); a field that acts only under
+some settings (`search_space_acts_when`) is left out of the variants without them. `bench tune`
 (bench.tune) asks Optuna for one value per field and trial.
 
 Example:
@@ -85,13 +86,28 @@ def space_for(attack: str, given: Mapping[str, Real] | None = None) -> dict[str,
     declared = getattr(entry.obj, "search_space", {})
     for name in declared:  # a plugin's space is checked like a given one
         field_kind(attack, entry.obj.Config, name)
-    space = {k: v for k, v in declared.items() if k not in fixed}
+    inert = _inert_fields(entry.obj, fixed)
+    space = {k: v for k, v in declared.items() if k not in fixed and k not in inert}
     for name, param in (given or {}).items():
         kind = field_kind(attack, entry.obj.Config, name)
         if name in fixed:
             raise BenchError(f"search space of {attack!r}: {name} is fixed by the variant ({name}={fixed[name]!r})")
+        if name in inert:
+            raise BenchError(f"search space of {attack!r}: {name} has no effect with {inert[name]}")
         space[name] = _as_kind(attack, name, param, kind)
     return space
+
+
+def _inert_fields(attack_cls: type, fixed: Mapping[str, Any]) -> dict[str, str]:
+    """Fields of the class's space that act only under settings the variant (its fixed values over the
+    Config's defaults) does not have: field -> the setting that makes it inert, e.g. 'mlco=False'."""
+    inert = {}
+    for name, needs in getattr(attack_cls, "search_space_acts_when", {}).items():
+        config = attack_cls.Config(**fixed)
+        wrong = [f"{k}={getattr(config, k)!r}" for k, v in needs.items() if getattr(config, k) != v]
+        if wrong:
+            inert[name] = ", ".join(wrong)
+    return inert
 
 
 def field_kind(attack: str, config_cls: type, name: str) -> str:

@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 
 from bench.attack import ATTACKS, attack_config
 from bench.cli import main
+from bench.errors import BenchError
 from bench.search_space import Integer, Real, field_kind, space_for
 from bench.leaderboard.tuning import comparison_rows
 from bench.record import load_records
@@ -45,6 +46,16 @@ def test_every_search_space_names_number_fields_of_its_config_around_its_own_val
         spaced |= {name} if space else set()
     assert OPTIMISING <= spaced
     assert {"noise", "prior-grey", "prior-mean"}.isdisjoint(spaced)  # nothing to tune
+
+
+def test_a_variant_searches_no_field_its_settings_make_inert():
+    assert {"group", "n_seed"} <= set(space_for("e2egi"))
+    for variant in ("e2egi-no-mlco", "e2egi-no-mlco-best-of-8"):  # no MLCO rounds: the group weight is never used
+        assert "group" not in space_for(variant) and "n_seed" not in space_for(variant)
+    with pytest.raises(BenchError, match=r"^search space of 'e2egi-no-mlco': group has no effect with mlco=False$"):
+        space_for("e2egi-no-mlco", {"group": Real(1e-3, 1.0)})
+    with pytest.raises(BenchError, match=r"fixed by the variant \(n_seed=1\)"):
+        space_for("e2egi-no-mlco", {"n_seed": Real(1, 4)})
 
 
 def test_a_declared_field_unknown_to_the_config_fails_in_preflight(tmp_path, capsys, monkeypatch):
