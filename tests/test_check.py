@@ -25,6 +25,7 @@ ATTACKS_GATED = {"e2egi", "inverting-gradients", "dlg", "idlg"}  # GradInversion
 CHEAP = ["idlg", "llg", "yin"]  # entries that run in seconds, for the gate's own tests
 
 
+@pytest.mark.slow  # CI's last step, `bench check`, runs the whole gate on the committed code
 def test_gate_passes_here_on_the_committed_code():
     result = run_check(only=CHEAP)
     assert result.verdicts and not result.regressed
