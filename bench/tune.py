@@ -9,9 +9,10 @@ break an attack are part of its tuning. The first trial of every study is the at
 paper's), so tuning never reports options worse than them on the tuning cases.
 
 The studies live in OUT/study.db (SQLite): a killed `bench tune` resumes where it stopped, a second call with
-a larger --trials continues, and several processes may share one folder. A trial that was running in a
-process now gone (this machine, killed) is marked failed, is not counted, and its options are tried again
-first; the runs it finished are reused (the runs folder, OUT/runs, is resumed like `bench run --resume`).
+a larger --trials continues, and several processes may share one folder (a process asks for no trial that
+the others' running trials already make up). A trial that was running in a process now gone (this machine,
+killed) is marked failed, is not counted, and its options are tried again first; the runs it finished are
+reused (the runs folder, OUT/runs, is resumed like `bench run --resume`).
 OUT/tuned.yaml holds the best options of every study in the folder; `bench run --tuned OUT/tuned.yaml`
 applies them and refuses case seeds that overlap the tuning seeds.
 
@@ -171,8 +172,8 @@ def recover_stale(storage, stored) -> int:
     host = socket.gethostname()
     stale = 0
     for trial in stored.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker_host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
-        if worker_host != host or not pid.isdigit() or _alive(int(pid)):
+        worker_host, pid = _worker(trial)
+        if worker_host != host or pid is None or _alive(pid):
             continue
         trial_id = storage.get_trial_id_from_study_id_trial_number(
             storage.get_study_id_from_name(stored.study_name), trial.number
@@ -183,6 +184,26 @@ def recover_stale(storage, stored) -> int:
             stored.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
         stale += 1
     return stale
+
+
+def running_elsewhere(trials: list) -> list:
+    """The trials running in other processes (alive on this machine, or on another machine) when this one
+    asks for a trial: they count towards --trials unless they end failed by a kill."""
+    from optuna.trial import TrialState
+
+    host, me = socket.gethostname(), os.getpid()
+    running = []
+    for trial in (t for t in trials if t.state == TrialState.RUNNING):
+        worker_host, pid = _worker(trial)
+        if worker_host != host or (pid is not None and pid != me and _alive(pid)):
+            running.append(trial)
+    return running
+
+
+def _worker(trial) -> tuple[str, int | None]:
+    """The machine and process id a trial runs in (its `worker` attribute, 'host:pid')."""
+    host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
+    return host, int(pid) if pid.isdigit() else None
 
 
 def _alive(pid: int) -> bool:
@@ -237,6 +258,11 @@ def run_study(study: Study, trials: int, sampler_seed: int, out_dir: Path, optio
     evaluate = objective(study, out_dir, options)
     progress = tqdm(total=trials, initial=min(done, trials), desc=study.attack, unit="trial", file=sys.stderr, disable=not bar)
     while done < trials:
+        running = running_elsewhere(stored.get_trials(deepcopy=False))
+        if done + len(running) >= trials:  # the other processes' trials complete the count
+            print(f"{study.name}: trial(s) {', '.join(str(t.number) for t in running)} still running in another "
+                  f"process complete the {trials}; run again once they end if one of them fails", flush=True)  # fmt: skip
+            break
         started = time.monotonic()
         trial = stored.ask()
         value = evaluate(trial)

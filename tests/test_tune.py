@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -109,6 +111,19 @@ def test_the_first_trial_is_the_attacks_own_setting_and_counts(dlg_tuned):
     for trial in trials:  # the objective is the mean gain of the trial's runs, read back from their records
         gains = [json.loads((dlg_tuned / RUNS_DIR / f"{i}.json").read_text())["metrics"]["psnr_gain"] for i in trial.user_attrs["run_ids"]]
         assert len(gains) == 2 and trial.value == pytest.approx(sum(gains) / 2)
+
+
+def test_a_process_asks_for_no_trial_that_another_processs_running_trial_makes_up(dlg_tuned, tmp_path, capsys):
+    out = tmp_path / "shared"
+    shutil.copytree(dlg_tuned, out)
+    other = _study(out).ask()  # a trial another live process (this test's parent) is running
+    other.set_user_attr("worker", f"{socket.gethostname()}:{os.getppid()}")
+    assert main([*DLG_TUNE[:-1], "5", "--out", str(out)]) == 0
+    assert len(_study(out).trials) == 5  # 4 counted + the other's: nothing asked
+    assert f"trial(s) {other.number} still running in another process complete the 5" in capsys.readouterr().out
+    assert main([*DLG_TUNE[:-1], "6", "--out", str(out)]) == 0
+    states = [t.state for t in _study(out).trials]
+    assert states.count(TrialState.COMPLETE) == 5 and states.count(TrialState.RUNNING) == 1
 
 
 def test_tuned_options_are_scored_only_on_cases_apart_from_the_tuning_ones(dlg_tuned, tmp_path, capsys):
