@@ -116,6 +116,15 @@ def open_storage(out_dir: Path):
     return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 120}})
 
 
+def trial_sampler(sampler_seed: int, trials_so_far: int):
+    """The TPE sampler that draws a study's next trial, seeded by the sampler seed and the trials stored so
+    far: the draws depend on the study's history alone, not on which process asks or how often the study was
+    resumed (one sampler seeded once per process would repeat its first draw after every resume)."""
+    import optuna
+
+    return optuna.samplers.TPESampler(seed=int(run_id({"sampler_seed": sampler_seed, "trial": trials_so_far})[:8], 16))
+
+
 def load_study(storage, study: Study, sampler_seed: int):
     """Create the study, or load the stored one after checking it was made for the same space, seeds and runs."""
     import optuna
@@ -123,7 +132,7 @@ def load_study(storage, study: Study, sampler_seed: int):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     stored = optuna.create_study(
         study_name=study.name, storage=storage, direction="maximize", load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=sampler_seed),
+        sampler=trial_sampler(sampler_seed, 0),
     )  # fmt: skip
     if "fingerprint" not in stored.user_attrs:
         for key, value in _study_attrs(study).items():
@@ -264,6 +273,7 @@ def run_study(study: Study, trials: int, sampler_seed: int, out_dir: Path, optio
                   f"process complete the {trials}; run again once they end if one of them fails", flush=True)  # fmt: skip
             break
         started = time.monotonic()
+        stored.sampler = trial_sampler(sampler_seed, len(stored.get_trials(deepcopy=False)))
         trial = stored.ask()
         value = evaluate(trial)
         if math.isnan(value):

@@ -195,6 +195,9 @@ def test_a_study_killed_mid_trial_resumes_without_repeating_trials(tmp_path):
     (retry,) = [t for t in complete if t.user_attrs.get("retry_of") == killed.number]
     assert retry.params == killed.params
     assert all(p.stat().st_mtime_ns == m for p, m in written.items())  # no finished run ran again
+    # the resumed process draws anew: no options tried twice (a sampler seeded once per process would repeat
+    # the killed trial's draw after its retry)
+    assert len({json.dumps(t.params, sort_keys=True) for t in complete}) == len(complete)
 
     assert main([*argv[:-3], "6", *argv[-2:]]) == 0  # a larger --trials continues the study
     more = [t for t in _study(out).trials if t.state == TrialState.COMPLETE]
