@@ -304,12 +304,18 @@ def best_trial(trials: list):
     return max(complete, key=lambda t: (t.value, -t.number)) if complete else None
 
 
+def defaults_trial(trials: list):
+    """The counted trial of the attack's own settings: the study's first, or its retry after a kill."""
+    first = {t.number for t in trials if t.user_attrs.get("defaults")}
+    return next((t for t in counted(trials) if t.number in first or t.user_attrs.get("retry_of") in first), None)
+
+
 def study_entry(stored) -> dict:
     """A study as tuned.yaml holds it: its best options and what they were chosen on."""
     trials = stored.get_trials(deepcopy=False)
     spent = counted(trials)
     best = best_trial(trials)
-    defaults = next((t for t in trials if t.user_attrs.get("defaults")), None)
+    defaults = defaults_trial(trials)
     attrs = stored.user_attrs
     return {
         "study": stored.study_name,
@@ -321,6 +327,7 @@ def study_entry(stored) -> dict:
         "best_trial": None if best is None else best.number,
         "best_value": None if best is None else round(best.value, 4),
         "default_value": None if defaults is None or defaults.value is None else round(defaults.value, 4),
+        "default_options": None if defaults is None else dict(defaults.params),
         "study_s": round(sum((t.datetime_complete - t.datetime_start).total_seconds() for t in spent), 1),
         "options": {} if best is None else dict(best.params),
     }

@@ -150,6 +150,16 @@ def test_tuned_options_are_scored_only_on_cases_apart_from_the_tuning_ones(dlg_t
     assert "no run of this sweep matches a study of the file" in capsys.readouterr().err
 
 
+def test_where_the_attacks_own_settings_won_its_default_runs_are_its_tuned_runs():
+    tuned = load_tuned(REPO / "leaderboard" / "tuning" / "cpu-images-lenet" / TUNED_FILE)
+    assert tuned["idlg"] and all(e["options"] == e["default_options"] for e in tuned["idlg"].values())
+    defaults_only = load_records(REPO / "leaderboard" / "records" / "cpu-images" / "lenet")
+    rows = {row[0]: row for row in comparison_rows(defaults_only, tuned)}
+    assert set(rows) == {"idlg", "inverting-gradients"}  # dlg's tuned options (lr 0.31) need runs of their own
+    assert rows["idlg"][5] == "0.00 ± 0.00" and rows["idlg"][3] == rows["idlg"][4]
+    assert rows["idlg"][-1] == "lr=1 (its own)"
+
+
 def _running_with_options(out: Path) -> bool:
     """A trial has completed and another is running with its options drawn (a kill now interrupts it). Read
     with sqlite itself, read-only: Optuna would create the schema while the study's process does."""
