@@ -140,12 +140,19 @@ def test_fail_fast_stops_at_the_first_failure_and_prints_it(probes, tmp_path):
     assert "Traceback (most recent call last):" in done.stderr and done.stderr.rstrip().endswith("KeyError: 0")
 
 
+def _default_sigint() -> None:
+    """Ctrl-C's default in the child: a shell starts a background job (`pytest &`) with SIGINT ignored, and
+    the child would inherit that (as `bench run ... &` rightly keeps it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_says_how_many_runs_are_done_and_resume_continues(probes, tmp_path):
     out = tmp_path / "runs"
     args = ["run", "--attacks", "probe-slow", "--attack-option", "probe-slow.seconds=1.5", "--seeds", "0,1,2", *SMALL, "--out", str(out)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench", *args], cwd=ROOT, env=probes, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+        [sys.executable, "-m", "bench", *args], cwd=ROOT, env=probes, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_default_sigint,
+    )  # fmt: skip
     for line in process.stdout:  # a pipe: one line per finished run, as it ends
         if line.startswith("[1/3]"):
             process.send_signal(signal.SIGINT)
