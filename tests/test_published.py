@@ -40,7 +40,8 @@ def test_published_table_matches_its_records(table, records, fmt):
 
 # default against tuned: (table, runs folders holding both, the tuning's tuned.yaml)
 TUNED = [
-    ("cpu-images-tuned.md", ["records/cpu-images/lenet", "records/cpu-images-tuned/lenet"], "tuning/cpu-images-lenet/tuned.yaml"),
+    ("cpu-images-lenet-tuned.md", ["records/cpu-images/lenet", "records/cpu-images-tuned/lenet"], "tuning/cpu-images-lenet/tuned.yaml"),
+    ("cpu-images-convnet-tuned.md", ["records/cpu-images/convnet", "records/cpu-images-tuned/convnet"], "tuning/cpu-images-convnet/tuned.yaml"),
 ]
 
 
