@@ -102,8 +102,8 @@ def _inert_fields(attack_cls: type, fixed: Mapping[str, Any]) -> dict[str, str]:
     """Fields of the class's space that act only under settings the variant (its fixed values over the
     Config's defaults) does not have: field -> the setting that makes it inert, e.g. 'mlco=False'."""
     inert = {}
+    config = attack_cls.Config(**fixed)
     for name, needs in getattr(attack_cls, "search_space_acts_when", {}).items():
-        config = attack_cls.Config(**fixed)
         wrong = [f"{k}={getattr(config, k)!r}" for k, v in needs.items() if getattr(config, k) != v]
         if wrong:
             inert[name] = ", ".join(wrong)

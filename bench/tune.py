@@ -267,13 +267,14 @@ def run_study(study: Study, trials: int, sampler_seed: int, out_dir: Path, optio
     evaluate = objective(study, out_dir, options)
     progress = tqdm(total=trials, initial=min(done, trials), desc=study.attack, unit="trial", file=sys.stderr, disable=not bar)
     while done < trials:
-        running = running_elsewhere(stored.get_trials(deepcopy=False))
+        stored_trials = stored.get_trials(deepcopy=False)
+        running = running_elsewhere(stored_trials)
         if done + len(running) >= trials:  # the other processes' trials complete the count
             print(f"{study.name}: trial(s) {', '.join(str(t.number) for t in running)} still running in another "
                   f"process complete the {trials}; run again once they end if one of them fails", flush=True)  # fmt: skip
             break
         started = time.monotonic()
-        stored.sampler = trial_sampler(sampler_seed, len(stored.get_trials(deepcopy=False)))
+        stored.sampler = trial_sampler(sampler_seed, len(stored_trials))
         trial = stored.ask()
         value = evaluate(trial)
         if math.isnan(value):
